@@ -1,0 +1,136 @@
+"""Shared helpers for the testinfra tests of the ``default`` scenario.
+
+Molecule runs these with ``pytest --connection=ansible --ansible-inventory=...``, so the
+``host`` fixture (from pytest-testinfra) reaches every instance through Ansible's docker
+connection. HTTP checks go through the ports the scenario publishes on the controller's
+loopback interface (see ``published_ports`` in ../molecule.yml); never use a container's
+bridge address: that traffic is not allowed on the machines this project runs on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+
+#: Host names the HTTP helpers accept. Anything else is refused before a socket opens.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+CLIENT_BASE_URL = os.environ.get("MATRIXOPS_CLIENT_URL", "http://127.0.0.1:18080")
+FEDERATION_BASE_URL = os.environ.get("MATRIXOPS_FEDERATION_URL", "http://127.0.0.1:18448")
+
+
+def _assert_loopback(url: str) -> None:
+    hostname = urllib.parse.urlsplit(url).hostname or ""
+    if hostname in LOOPBACK_HOSTS:
+        return
+    try:
+        if ipaddress.ip_address(hostname).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise AssertionError(f"tests may only talk to loopback addresses, not {url!r}")
+
+
+@dataclass
+class Response:
+    """What :class:`HttpClient` returns; non-2xx statuses are returned, not raised."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+class HttpClient:
+    """Minimal HTTP client (stdlib only) bound to one loopback base URL."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        _assert_loopback(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        access_token: str | None = None,
+    ) -> Response:
+        url = self.url(path)
+        _assert_loopback(url)
+        data = None
+        hdrs = dict(headers or {})
+        if json_body is not None:
+            data = json.dumps(json_body).encode("utf-8")
+            hdrs.setdefault("Content-Type", "application/json")
+        if access_token:
+            hdrs["Authorization"] = f"Bearer {access_token}"
+        req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+        # No proxy, ever: an environment HTTP(S)_PROXY must not capture loopback traffic.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=self.timeout) as resp:
+                return Response(resp.status, dict(resp.headers.items()), resp.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, dict(err.headers.items()), err.read())
+
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Response:
+        return self.request("PUT", path, **kwargs)
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 1.0, what: str = "condition"
+) -> Any:
+    """Call ``check`` until it returns a truthy value without raising; return that value."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, AssertionError, ValueError) as err:  # connection refused, reset, bad JSON
+            last_error = err
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last_error!r}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def client_api() -> HttpClient:
+    """Client-server API through the proxy (container port 8080, published on loopback)."""
+    return HttpClient(CLIENT_BASE_URL)
+
+
+@pytest.fixture(scope="session")
+def federation_api() -> HttpClient:
+    """Federation API through the proxy (container port 8448, published on loopback)."""
+    return HttpClient(FEDERATION_BASE_URL)
+
+
+@pytest.fixture(scope="session")
+def wait() -> Callable[..., Any]:
+    """The :func:`wait_until` helper as a fixture, for tests that poll."""
+    return wait_until

@@ -1,0 +1,267 @@
+# -*- coding: utf-8 -*-
+# Copyright: matrixops.synapse contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The single source of truth for Synapse's worker model.
+
+Everything the planner knows about Synapse lives in the tables of this file:
+the pinned Synapse version, the replication streams and their cardinality,
+the endpoint groups a reverse proxy routes, and one row per worker type.
+Adding a worker type is adding a row to ``WORKER_TYPES``; the planner has no
+per-type branches.
+
+Facts were checked against the pinned Synapse itself (``synapse/config/workers.py``,
+``python -m synapse._scripts.generate_workers_map``) and its docs/workers.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from collections import namedtuple
+
+# The Synapse release this collection installs and validates against. This is the one place
+# the version is pinned; roles take it from the planner's result.
+SYNAPSE_VERSION = "1.163.2"
+
+MAIN = "main"            # name of the main process in instance_map and in our output
+MAIN_WRITER = "master"   # name of the main process inside stream_writers (Synapse's own)
+
+GENERIC_APP = "synapse.app.generic_worker"
+
+# Keys Synapse removed: a config carrying them stops Synapse (or is silently ignored).
+REMOVED_KEYS = {
+    "worker_replication_host": "removed in Synapse 1.88: main's replication address is instance_map.main, "
+                               "which the planner writes; delete the key",
+    "worker_replication_http_port": "removed in Synapse 1.88: main's replication port is instance_map.main, "
+                                    "which the planner writes; delete the key",
+    "worker_replication_http_tls": "removed in Synapse 1.88: set tls in instance_map.main instead; delete the key",
+    "worker_replication_port": "direct TCP replication was removed in Synapse 1.67 (Redis replaces it); "
+                               "delete the key",
+    "worker_main_http_uri": "unused since Synapse 1.73; delete the key",
+}
+
+# Legacy on/off flags replaced by the *_instances lists and duty keys the planner writes.
+LEGACY_DUTY_FLAGS = {
+    "send_federation": "federation_sender",
+    "start_pushers": "pusher",
+    "notify_appservices": "appservice",
+    "update_user_directory": "user_dir",
+}
+
+# Keys the planner computes; an operator setting them by hand would contradict the plan.
+PLANNER_OWNED_KEYS = frozenset([
+    "listeners", "instance_map", "stream_writers", "federation_sender_instances",
+    "pusher_instances", "run_background_tasks_on", "update_user_directory_from_worker",
+    "notify_appservices_from_worker", "media_instance_running_background_jobs",
+    "enable_media_repo", "redis", "worker_app", "worker_name", "worker_listeners",
+    "worker_log_config", "worker_daemonize", "outbound_federation_restricted_to",
+])
+
+# Replication streams. ``max_writers`` None means "any number" (sharded); 1 means exactly one.
+# ``since`` is the first Synapse version that accepts a writer other than main for the stream
+# (for multi-writer streams: the version that allows more than one).
+Stream = namedtuple("Stream", "name max_writers since multi_since experimental")
+
+STREAMS = dict((s.name, s) for s in [
+    Stream("events", None, "1.21", "1.21", False),
+    Stream("typing", 1, "1.18", None, False),
+    Stream("to_device", 1, "1.26", None, False),
+    Stream("account_data", 1, "1.26", None, False),
+    Stream("receipts", None, "1.26", "1.96", False),
+    Stream("presence", 1, "1.33", None, False),
+    Stream("push_rules", 1, "1.105", None, False),
+    Stream("device_lists", None, "1.135", "1.135", False),
+    Stream("thread_subscriptions", None, "1.135", "1.135", True),
+    Stream("quarantined_media_changes", None, "1.152", "1.152", False),
+])
+
+# Shared-config duty keys. ``kind`` is "list" (N instances, sharded) or "single" (one instance).
+Duty = namedtuple("Duty", "key kind")
+
+# Endpoint groups: what a reverse proxy routes as one unit.
+#   entrypoints: "client" and/or "federation" listener of the proxy
+#   methods: () for all methods, else the HTTP methods the group covers
+#   sticky: None (balanced), "user" (access token), "room" (room ID in the path),
+#           "origin" (requesting server / source address)
+#   main_fallback: whether main can serve the group when every worker of it is down
+#   patterns: anchored regular expressions, as in Synapse's docs/workers.md
+EndpointGroup = namedtuple("EndpointGroup", "name entrypoints methods sticky main_fallback patterns")
+
+_V = r"(api/v1|r0|v3|unstable)"
+_V3 = r"(r0|v3|unstable)"
+
+ENDPOINT_GROUPS = dict((g.name, g) for g in [
+    EndpointGroup("sync", ("client",), (), "user", True, (
+        r"^/_matrix/client/(r0|v3)/sync$",
+        r"^/_matrix/client/(api/v1|r0|v3)/events$",
+        r"^/_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync$",
+    )),
+    EndpointGroup("initial_sync", ("client",), (), "user", True, (
+        r"^/_matrix/client/(api/v1|r0|v3)/initialSync$",
+        r"^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
+    )),
+    # Presence: only the presence writer may answer for other users (C05); never a generic pool.
+    EndpointGroup("presence", ("client",), (), None, True, (
+        r"^/_matrix/client/" + _V + r"/presence/",
+    )),
+    EndpointGroup("media", ("client", "federation"), (), None, False, (
+        r"^/_matrix/media/",
+        r"^/_matrix/client/v1/media/",
+        r"^/_matrix/federation/v1/media/",
+        r"^/_synapse/admin/v1/purge_media_cache$",
+        r"^/_synapse/admin/v1/room/.*/media.*$",
+        r"^/_synapse/admin/v1/user/.*/media.*$",
+        r"^/_synapse/admin/v1/media/.*$",
+        r"^/_synapse/admin/v1/quarantine_media/.*$",
+        r"^/_synapse/admin/v1/users/.*/media$",
+    )),
+    EndpointGroup("room_messages", ("client",), (), "room", True, (
+        r"^/_matrix/client/" + _V + r"/rooms/[^/]+/messages$",
+    )),
+    EndpointGroup("client_read", ("client",), (), None, True, (
+        r"^/_matrix/client/" + _V + r"/createRoom$",
+        r"^/_matrix/client/" + _V + r"/publicRooms$",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/joined_members$",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/context/.*$",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/members$",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/state$",
+        r"^/_matrix/client/v1/rooms/.*/hierarchy$",
+        r"^/_matrix/client/(v1|unstable)/rooms/.*/relations/",
+        r"^/_matrix/client/v1/rooms/.*/threads$",
+        r"^/_matrix/client/unstable/im\.nheko\.summary/summary/.*$",
+        r"^/_matrix/client/v1/room_summary/.*$",
+        r"^/_matrix/client/" + _V3 + r"/account/3pid$",
+        r"^/_matrix/client/" + _V3 + r"/account/whoami$",
+        r"^/_matrix/client/" + _V3 + r"/account/deactivate$",
+        r"^/_matrix/client/versions$",
+        r"^/_matrix/client/" + _V + r"/voip/turnServer$",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/event/",
+        r"^/_matrix/client/" + _V + r"/joined_rooms$",
+        r"^/_matrix/client/v1/rooms/.*/timestamp_to_event$",
+        r"^/_matrix/client/(api/v1|r0|v3|unstable/.*)/rooms/.*/aliases",
+        r"^/_matrix/client/" + _V + r"/search$",
+        r"^/_matrix/client/" + _V3 + r"/user/.*/filter(/|$)",
+        r"^/_matrix/client/" + _V + r"/directory/room/.*$",
+        r"^/_matrix/client/" + _V3 + r"/capabilities$",
+        r"^/_matrix/client/" + _V3 + r"/notifications$",
+        r"^/_synapse/admin/v1/rooms/[^/]+$",
+    )),
+    EndpointGroup("client_read_get", ("client",), ("GET", "HEAD"), None, True, (
+        r"^/_matrix/client/" + _V + r"/pushrules/",
+        r"^/_matrix/client/" + _V3 + r"/.*/tags",
+        r"^/_matrix/client/" + _V3 + r"/.*/account_data",
+        r"^/_synapse/admin/v2/users/[^/]+$",
+    )),
+    EndpointGroup("encryption", ("client",), (), None, True, (
+        r"^/_matrix/client/" + _V3 + r"/keys/query$",
+        r"^/_matrix/client/" + _V3 + r"/keys/changes$",
+        r"^/_matrix/client/" + _V3 + r"/keys/claim$",
+        r"^/_matrix/client/" + _V3 + r"/room_keys/",
+        r"^/_matrix/client/" + _V3 + r"/keys/upload",
+        r"^/_matrix/client/" + _V + r"/keys/device_signing/upload$",
+        r"^/_matrix/client/" + _V + r"/keys/signatures/upload$",
+        r"^/_matrix/client/(r0|v3)/delete_devices$",
+        r"^/_matrix/client/" + _V + r"/devices(/|$)",
+    )),
+    EndpointGroup("login", ("client",), (), None, True, (
+        r"^/_matrix/client/" + _V + r"/login$",
+        r"^/_matrix/client/" + _V3 + r"/register$",
+        r"^/_matrix/client/" + _V3 + r"/register/available$",
+        r"^/_matrix/client/v1/register/m\.login\.registration_token/validity$",
+        r"^/_matrix/client/" + _V3 + r"/password_policy$",
+    )),
+    EndpointGroup("user_directory", ("client",), (), None, True, (
+        r"^/_matrix/client/" + _V3 + r"/user_directory/search$",
+    )),
+    EndpointGroup("federation_inbound", ("federation",), (), "origin", True, (
+        r"^/_matrix/federation/v1/send/",
+    )),
+    EndpointGroup("federation_read", ("federation",), (), None, True, (
+        r"^/_matrix/federation/v1/version$",
+        r"^/_matrix/federation/v1/event/",
+        r"^/_matrix/federation/v1/state/",
+        r"^/_matrix/federation/v1/state_ids/",
+        r"^/_matrix/federation/v1/backfill/",
+        r"^/_matrix/federation/v1/get_missing_events/",
+        r"^/_matrix/federation/v1/publicRooms",
+        r"^/_matrix/federation/v1/query/",
+        r"^/_matrix/federation/v1/make_join/",
+        r"^/_matrix/federation/v1/make_leave/",
+        r"^/_matrix/federation/(v1|v2)/send_join/",
+        r"^/_matrix/federation/(v1|v2)/send_leave/",
+        r"^/_matrix/federation/v1/make_knock/",
+        r"^/_matrix/federation/v1/send_knock/",
+        r"^/_matrix/federation/(v1|v2)/invite/",
+        r"^/_matrix/federation/v1/event_auth/",
+        r"^/_matrix/federation/v1/timestamp_to_event/",
+        r"^/_matrix/federation/v1/exchange_third_party_invite/",
+        r"^/_matrix/federation/v1/user/devices/",
+        r"^/_matrix/key/v2/query",
+        r"^/_matrix/federation/v1/hierarchy/",
+    )),
+])
+
+# The order in which the proxy tries the groups: the first group whose pattern (and method)
+# matches wins. More specific groups come first (presence before the GET-only account data
+# patterns, media before anything under /_synapse/admin, messages before generic room reads).
+ROUTING_ORDER = (
+    "media", "presence", "sync", "initial_sync", "room_messages", "encryption", "login",
+    "user_directory", "client_read_get", "client_read", "federation_inbound", "federation_read",
+)
+
+# Restart scopes (what a change to the set of instances of a type forces, per Synapse's docs):
+#   "self": only the instances that changed
+#   "all": every Synapse process (event persisters: events are sharded by room over the list)
+#   "stop_all_start": stop every instance of the type together, then start them
+#                     (federation senders: sharded by destination)
+#   "main_and_type": main and every instance of the type (pushers, single-instance duties)
+RESTART_SCOPES = ("self", "all", "stop_all_start", "main_and_type")
+
+# One row per worker type.
+#   streams:     replication streams its instances write (stream_writers)
+#   duty:        shared-config duty key it fills, or None
+#   resources:   resources of its HTTP listener; () means it serves no HTTP and gets a
+#                listener with only the "health" resource
+#   serves:      endpoint groups it can take from main, in the routing table
+#   max_count:   None for any number; otherwise the most instances allowed
+#   worker_config: keys added to each instance's own config file
+#   restart:     restart scope (RESTART_SCOPES) when its set of instances changes
+#   since:       first Synapse version supporting the type as configured here
+WorkerType = namedtuple(
+    "WorkerType", "name description streams duty resources serves max_count worker_config restart since")
+
+WORKER_TYPES = dict((t.name, t) for t in [
+    WorkerType(
+        "synchrotron", "Serves /sync and /events long-polls for clients.",
+        (), None, ("client",), ("sync", "initial_sync"), None, {}, "self", "1.0"),
+    WorkerType(
+        "client_reader", "Serves read-mostly client API requests (room state, members, history, "
+        "login, keys, search).",
+        (), None, ("client",),
+        ("room_messages", "client_read", "client_read_get", "encryption", "login", "user_directory"),
+        None, {}, "self", "1.0"),
+    WorkerType(
+        "event_persister", "Writes the events stream (sharded by room).",
+        ("events",), None, (), (), None, {}, "all", "1.21"),
+    WorkerType(
+        "federation_sender", "Sends outbound federation traffic (sharded by destination).",
+        (), Duty("federation_sender_instances", "list"), (), (), None, {}, "stop_all_start", "1.0"),
+    WorkerType(
+        "pusher", "Sends push notifications to push gateways and email.",
+        (), Duty("pusher_instances", "list"), (), (), None, {}, "main_and_type", "1.0"),
+    WorkerType(
+        "media_repository", "Serves and stores media (uploads, downloads, thumbnails, previews).",
+        ("quarantined_media_changes",), Duty("media_instance_running_background_jobs", "single_of_many"),
+        ("media",), ("media",), None, {"enable_media_repo": True}, "self", "1.0"),
+    WorkerType(
+        "background", "Runs Synapse's periodic background tasks.",
+        (), Duty("run_background_tasks_on", "single"), (), (), 1, {}, "main_and_type", "1.0"),
+])
+
+
+def version_tuple(version):
+    """'1.163.2' -> (1, 163, 2); raises ValueError on anything else."""
+    parts = str(version).strip().split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError("not a Synapse version: %r" % (version,))
+    return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))

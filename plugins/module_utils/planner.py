@@ -1,0 +1,496 @@
+# -*- coding: utf-8 -*-
+# Copyright: matrixops.synapse contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure planning logic: an operator's worker wish in, every process's configuration out.
+
+No Ansible, no I/O. ``plan(wish)`` returns a dict; bad input raises ``PlanError`` carrying
+every problem found, each naming the field and the fix, so nothing is touched on any host.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
+    ENDPOINT_GROUPS, GENERIC_APP, LEGACY_DUTY_FLAGS, MAIN, MAIN_WRITER, PLANNER_OWNED_KEYS,
+    REMOVED_KEYS, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, version_tuple,
+)
+
+DEFAULTS = {
+    "synapse_version": SYNAPSE_VERSION,
+    "worker_port_base": 18100,
+    "config_dir": "/etc/matrix-synapse",
+    "main": {"client_port": 8008, "replication_port": 9093, "client_bind": None},
+    "redis": {"port": 6379},
+    "database": {"port": 5432, "name": "synapse", "user": "synapse", "cp_min": 5, "cp_max": 10,
+                 "reserve": 20, "max_connections": None},
+    "proxy": {"client_port": 8080, "federation_port": 8448},
+}
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_WILDCARD_ADDRESSES = ("0.0.0.0", "::", "", "*")
+
+
+class PlanError(Exception):
+    """Invalid wish. ``errors`` is a list of (field, message) pairs."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super(PlanError, self).__init__(self.format())
+
+    def format(self):
+        return "; ".join("%s: %s" % (field, msg) for field, msg in self.errors)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Planner(object):
+
+    def __init__(self, wish):
+        self.errors = []
+        self.wish = wish or {}
+
+    def error(self, field, message):
+        self.errors.append((field, message))
+
+    # ---------------------------------------------------------------- input normalisation
+
+    def section(self, key):
+        """A wish section merged over its defaults."""
+        value = self.wish.get(key)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.error(key, "must be a mapping, got %s" % type(value).__name__)
+            value = {}
+        merged = dict(DEFAULTS.get(key, {}))
+        merged.update(dict((k, v) for k, v in value.items() if v is not None))
+        return merged
+
+    def port(self, field, value):
+        if not _is_int(value) or not 1 <= value <= 65535:
+            self.error(field, "must be an integer port between 1 and 65535, got %r" % (value,))
+            return None
+        return value
+
+    def address(self, field, value):
+        if not isinstance(value, str) or value.strip() in _WILDCARD_ADDRESSES:
+            self.error(field, "must be an address other processes can connect to "
+                              "(not a wildcard such as 0.0.0.0 or ::), got %r" % (value,))
+            return None
+        return value
+
+    def normalise_workers(self, hosts, main_host):
+        raw = self.wish.get("workers")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.error("workers", "must be a mapping of worker type to a count or to a mapping "
+                                  "with 'count', got %s" % type(raw).__name__)
+            return []
+        groups = []
+        for type_name in sorted(raw):
+            spec = raw[type_name]
+            field = "workers.%s" % type_name
+            wtype = WORKER_TYPES.get(type_name)
+            if wtype is None:
+                self.error(field, "unknown worker type %r; known types: %s"
+                           % (type_name, ", ".join(sorted(WORKER_TYPES))))
+                continue
+            if _is_int(spec) or spec is None or isinstance(spec, (str, float, bool)):
+                spec = {"count": spec}
+            if not isinstance(spec, dict):
+                self.error(field, "must be a count or a mapping with 'count', got %s" % type(spec).__name__)
+                continue
+            unknown = sorted(set(spec) - set(["count", "host", "config"]))
+            if unknown:
+                self.error(field, "unknown option(s) %s; allowed: count, host, config" % ", ".join(unknown))
+            count = spec.get("count", 1)
+            if not _is_int(count) or count < 0:
+                self.error(field + ".count", "must be an integer of 0 or more, got %r" % (count,))
+                continue
+            if wtype.max_count is not None and count > wtype.max_count:
+                self.error(field + ".count", "worker type %r allows at most %d instance(s) (%s); "
+                           "got %d — lower the count" % (type_name, wtype.max_count,
+                                                          _why_single(wtype), count))
+                continue
+            host = spec.get("host") or main_host
+            if host not in hosts:
+                self.error(field + ".host", "unknown host %r; known hosts: %s"
+                           % (host, ", ".join(sorted(hosts))))
+                continue
+            config = spec.get("config") or {}
+            if not isinstance(config, dict):
+                self.error(field + ".config", "must be a mapping of extra Synapse settings")
+                config = {}
+            self.check_extra_keys(field + ".config", config)
+            groups.append({"type": wtype, "count": count, "host": host, "config": config})
+        return groups
+
+    def check_extra_keys(self, field, config):
+        for key in sorted(config):
+            if key in REMOVED_KEYS:
+                self.error("%s.%s" % (field, key), REMOVED_KEYS[key])
+            elif key in LEGACY_DUTY_FLAGS:
+                self.error("%s.%s" % (field, key),
+                           "legacy flag; the planner writes the duty key for it from the worker "
+                           "count of type %r — delete the key and set workers.%s instead"
+                           % (LEGACY_DUTY_FLAGS[key], LEGACY_DUTY_FLAGS[key]))
+            elif key in PLANNER_OWNED_KEYS:
+                self.error("%s.%s" % (field, key),
+                           "computed by the planner from 'workers'; delete the key")
+
+    def check_version(self, version, groups):
+        for group in groups:
+            if not group["count"]:
+                continue
+            wtype = group["type"]
+            field = "workers.%s" % wtype.name
+            if version < version_tuple(wtype.since):
+                self.error(field, "needs Synapse %s or newer, the plan targets %s; remove the type "
+                           "or upgrade" % (wtype.since, _vstr(version)))
+            for stream_name in wtype.streams:
+                stream = STREAMS[stream_name]
+                if version < version_tuple(stream.since):
+                    self.error(field, "writes the %s stream, which needs Synapse %s or newer, the plan "
+                               "targets %s" % (stream_name, stream.since, _vstr(version)))
+
+    # ---------------------------------------------------------------- planning
+
+    def run(self):
+        wish = self.wish
+        version_raw = wish.get("synapse_version") or DEFAULTS["synapse_version"]
+        try:
+            version = version_tuple(version_raw)
+        except ValueError:
+            self.error("synapse_version", "must look like 1.163.2, got %r" % (version_raw,))
+            version = version_tuple(SYNAPSE_VERSION)
+
+        main = self.section("main")
+        redis = self.section("redis")
+        database = self.section("database")
+        proxy = self.section("proxy")
+        main_host = main.get("host")
+        if not isinstance(main_host, str) or not main_host:
+            self.error("main.host", "must name the inventory host of the main process")
+            main_host = "main"
+        hosts = self.hosts(main_host, main)
+        main_address = self.address("main.address", main.get("address", hosts.get(main_host)))
+        client_port = self.port("main.client_port", main["client_port"])
+        replication_port = self.port("main.replication_port", main["replication_port"])
+        client_bind = main.get("client_bind") or main_address
+        base = wish.get("worker_port_base", DEFAULTS["worker_port_base"])
+        if not _is_int(base) or not 1024 <= base <= 65000:
+            self.error("worker_port_base", "must be an integer between 1024 and 65000, got %r" % (base,))
+            base = DEFAULTS["worker_port_base"]
+
+        for key in ("cp_min", "cp_max", "reserve"):
+            if not _is_int(database[key]) or database[key] < (1 if key != "reserve" else 0):
+                self.error("database.%s" % key, "must be a positive integer, got %r" % (database[key],))
+                database[key] = DEFAULTS["database"][key]
+        if database["cp_min"] > database["cp_max"]:
+            self.error("database.cp_min", "must not exceed database.cp_max (%d > %d)"
+                       % (database["cp_min"], database["cp_max"]))
+
+        extra = wish.get("extra_config") or {}
+        if not isinstance(extra, dict):
+            self.error("extra_config", "must be a mapping of Synapse settings")
+            extra = {}
+        self.check_extra_keys("extra_config", extra)
+
+        groups = self.normalise_workers(hosts, main_host)
+        self.check_version(version, groups)
+        if self.errors:
+            raise PlanError(self.errors)
+
+        instances = self.instances(groups, hosts)
+        self.assign_ports(instances, base, main_host, client_port, replication_port, redis, database, proxy)
+        if self.errors:
+            raise PlanError(self.errors)
+
+        shared = self.shared_config(instances, main_address, client_bind, client_port,
+                                    replication_port, redis, database, hosts, main_host)
+        self.check_writers(shared, instances, version)
+        db_plan = self.database_plan(instances, database)
+        if self.errors:
+            raise PlanError(self.errors)
+
+        return {
+            "synapse_version": str(version_raw),
+            "main": {
+                "name": MAIN, "host": main_host, "address": main_address,
+                "client_port": client_port, "replication_port": replication_port,
+                "health_url": "http://%s:%d/health" % (_url_host(client_bind), client_port),
+            },
+            "shared_config": shared,
+            "workers": [self.worker_entry(i) for i in instances],
+            "ports": self.port_table(instances, main_host, client_port, replication_port),
+            "routes": self.routes(instances, main_address, client_port, proxy),
+            "database": db_plan,
+            "hosts": sorted(set([main_host] + [i["host"] for i in instances])),
+        }
+
+    def hosts(self, main_host, main):
+        raw = self.wish.get("hosts") or {}
+        if not isinstance(raw, dict):
+            self.error("hosts", "must be a mapping of inventory host to {address: ...}")
+            raw = {}
+        hosts = {}
+        for name, spec in raw.items():
+            address = spec.get("address") if isinstance(spec, dict) else spec
+            hosts[name] = self.address("hosts.%s.address" % name, address)
+        if main_host not in hosts:
+            hosts[main_host] = main.get("address")
+        return hosts
+
+    def instances(self, groups, hosts):
+        result = []
+        for group in groups:
+            wtype = group["type"]
+            for index in range(1, group["count"] + 1):
+                name = "%s%d" % (wtype.name, index)
+                result.append({
+                    "name": name, "type": wtype, "host": group["host"],
+                    "address": hosts[group["host"]], "config": group["config"],
+                })
+        seen = set()
+        for inst in result:
+            if inst["name"] in seen or inst["name"] == MAIN or not _NAME_RE.match(inst["name"]):
+                self.error("workers.%s" % inst["type"].name, "instance name %r is not unique" % inst["name"])
+            seen.add(inst["name"])
+        return result
+
+    def assign_ports(self, instances, base, main_host, client_port, replication_port, redis, database, proxy):
+        """Give every instance an HTTP port (and a replication port if it writes a stream),
+        counting up from ``base`` per host; refuse any clash with another listener."""
+        taken = {}
+
+        def reserve(host, port, owner, field):
+            if port is None:
+                return
+            other = taken.get((host, port))
+            if other:
+                self.error(field, "port %d on host %s is already used by %s; choose another port "
+                                  "or move worker_port_base" % (port, host, other))
+            else:
+                taken[(host, port)] = owner
+
+        reserve(main_host, client_port, "main (client listener)", "main.client_port")
+        reserve(main_host, replication_port, "main (replication listener)", "main.replication_port")
+        redis_host = redis.get("host") or main_host
+        db_host = database.get("host") or main_host
+        proxy_host = proxy.get("host") or main_host
+        reserve(redis_host, self.port("redis.port", redis["port"]), "redis", "redis.port")
+        reserve(db_host, self.port("database.port", database["port"]), "postgresql", "database.port")
+        reserve(proxy_host, self.port("proxy.client_port", proxy["client_port"]),
+                "the proxy (client entrypoint)", "proxy.client_port")
+        reserve(proxy_host, self.port("proxy.federation_port", proxy["federation_port"]),
+                "the proxy (federation entrypoint)", "proxy.federation_port")
+
+        next_port = {}
+        for inst in instances:
+            host = inst["host"]
+            needs = ["http"] + (["replication"] if inst["type"].streams else [])
+            inst["ports"] = {}
+            for kind in needs:
+                port = next_port.get(host, base)
+                next_port[host] = port + 1
+                if port > 65535:
+                    self.error("worker_port_base", "too many workers on host %s for ports from %d; "
+                               "lower worker_port_base" % (host, base))
+                    return
+                inst["ports"][kind] = port
+                reserve(host, port, "worker %s (%s listener)" % (inst["name"], kind), "worker_port_base")
+
+    def listeners(self, inst):
+        wtype = inst["type"]
+        bind = [inst["address"]]
+        resources = list(wtype.resources) or ["health"]
+        listeners = [{
+            "type": "http", "port": inst["ports"]["http"], "bind_addresses": bind,
+            "x_forwarded": True, "resources": [{"names": resources, "compress": False}],
+        }]
+        if "replication" in inst["ports"]:
+            listeners.append({
+                "type": "http", "port": inst["ports"]["replication"], "bind_addresses": bind,
+                "resources": [{"names": ["replication"], "compress": False}],
+            })
+        return listeners
+
+    def worker_entry(self, inst):
+        wtype = inst["type"]
+        config = {
+            "worker_app": GENERIC_APP,
+            "worker_name": inst["name"],
+            "worker_listeners": self.listeners(inst),
+            "worker_log_config": "%s/log/%s.yaml" % (self.wish.get("config_dir") or DEFAULTS["config_dir"],
+                                                     inst["name"]),
+        }
+        config.update(wtype.worker_config)
+        config.update(inst["config"])
+        return {
+            "name": inst["name"],
+            "type": wtype.name,
+            "host": inst["host"],
+            "address": inst["address"],
+            "unit": "matrix-synapse-worker@%s.service" % inst["name"],
+            "ports": dict(inst["ports"]),
+            "health_url": "http://%s:%d/health" % (_url_host(inst["address"]), inst["ports"]["http"]),
+            "restart_scope": wtype.restart,
+            "streams": list(wtype.streams),
+            "config": config,
+        }
+
+    def shared_config(self, instances, main_address, client_bind, client_port, replication_port,
+                      redis, database, hosts, main_host):
+        shared = {
+            "listeners": [
+                {"type": "http", "port": client_port, "bind_addresses": [client_bind], "x_forwarded": True,
+                 "resources": [{"names": ["client", "federation"], "compress": False}]},
+                {"type": "http", "port": replication_port, "bind_addresses": [main_address],
+                 "resources": [{"names": ["replication"], "compress": False}]},
+            ],
+            "redis": {
+                "enabled": True,
+                "host": redis.get("address") or hosts.get(redis.get("host")) or main_address,
+                "port": redis["port"],
+            },
+            "database": {
+                "name": "psycopg2",
+                "args": {
+                    "host": database.get("address") or hosts.get(database.get("host")) or main_address,
+                    "port": database["port"], "dbname": database["name"], "user": database["user"],
+                    "cp_min": database["cp_min"], "cp_max": database["cp_max"],
+                },
+            },
+            "enable_media_repo": True,
+        }
+        if not instances:
+            return shared
+        instance_map = {MAIN: {"host": main_address, "port": replication_port}}
+        writers = {}
+        duties = {}
+        for inst in instances:
+            wtype = inst["type"]
+            if wtype.streams:
+                instance_map[inst["name"]] = {"host": inst["address"], "port": inst["ports"]["replication"]}
+                for stream in wtype.streams:
+                    writers.setdefault(stream, []).append(inst["name"])
+            if wtype.duty:
+                duties.setdefault(wtype.duty, []).append(inst["name"])
+        shared["instance_map"] = instance_map
+        # Only streams with writers appear: an omitted stream stays on main, an empty list is
+        # a startup error in Synapse (C02).
+        writers = dict((s, names) for s, names in writers.items() if names)
+        if writers:
+            shared["stream_writers"] = writers
+        for duty, names in sorted(duties.items()):
+            if duty.kind == "list":
+                shared[duty.key] = names
+            else:
+                shared[duty.key] = names[0]
+        if any(i["type"].worker_config.get("enable_media_repo") for i in instances):
+            shared["enable_media_repo"] = False
+        return shared
+
+    def check_writers(self, shared, instances, version):
+        """Synapse's cardinality rules per stream, and every writer reachable for replication."""
+        by_name = dict((i["name"], i) for i in instances)
+        for stream, names in sorted(shared.get("stream_writers", {}).items()):
+            rule = STREAMS[stream]
+            owners = sorted(set(by_name[n]["type"].name for n in names if n in by_name))
+            field = "workers.%s.count" % (owners[0] if len(owners) == 1 else "/".join(owners))
+            if rule.max_writers is not None and len(names) > rule.max_writers:
+                self.error(field, "stream %r allows exactly one writer but the plan has %d (%s); "
+                           "set the count to 1" % (stream, len(names), ", ".join(names)))
+            elif len(names) > 1 and rule.multi_since and version < version_tuple(rule.multi_since):
+                self.error(field, "stream %r allows several writers only since Synapse %s; the plan "
+                           "targets %s — set the count to 1" % (stream, rule.multi_since, _vstr(version)))
+            for name in names:
+                if name != MAIN_WRITER and name not in shared["instance_map"]:
+                    self.error(field, "writer %r has no instance_map entry" % name)
+
+    def database_plan(self, instances, database):
+        processes = 1 + len(instances)
+        needed = processes * database["cp_max"] + database["reserve"]
+        declared = database.get("max_connections")
+        if declared is not None:
+            if not _is_int(declared) or declared < 1:
+                self.error("database.max_connections", "must be a positive integer, got %r" % (declared,))
+            elif declared < needed:
+                self.error("database.max_connections",
+                           "PostgreSQL allows %d connections but %d Synapse processes with cp_max %d need "
+                           "%d (plus a reserve of %d = %d); raise max_connections to at least %d, lower "
+                           "database.cp_max, or run fewer workers"
+                           % (declared, processes, database["cp_max"], processes * database["cp_max"],
+                              database["reserve"], needed, needed))
+        return {
+            "processes": processes,
+            "cp_min": database["cp_min"],
+            "cp_max": database["cp_max"],
+            "connections_needed": needed,
+            # PostgreSQL's own default is 100; never size below it.
+            "max_connections": declared if declared is not None else max(100, needed),
+        }
+
+    def port_table(self, instances, main_host, client_port, replication_port):
+        table = [
+            {"host": main_host, "port": client_port, "process": MAIN, "listener": "client"},
+            {"host": main_host, "port": replication_port, "process": MAIN, "listener": "replication"},
+        ]
+        for inst in instances:
+            for kind, port in sorted(inst["ports"].items()):
+                table.append({"host": inst["host"], "port": port, "process": inst["name"], "listener": kind})
+        return sorted(table, key=lambda row: (row["host"], row["port"]))
+
+    def routes(self, instances, main_address, client_port, proxy):
+        """The ordered routing table: per endpoint group, which processes serve it."""
+        serving = {}
+        for inst in instances:
+            for group in inst["type"].serves:
+                serving.setdefault(group, []).append(inst)
+        routes = []
+        for group_name in ROUTING_ORDER:
+            group = ENDPOINT_GROUPS[group_name]
+            servers = serving.get(group_name, [])
+            if not servers:
+                continue
+            routes.append({
+                "group": group_name,
+                "entrypoints": list(group.entrypoints),
+                "methods": list(group.methods),
+                "patterns": list(group.patterns),
+                "sticky": group.sticky,
+                "worker_type": servers[0]["type"].name,
+                "servers": [{"name": i["name"], "address": i["address"], "port": i["ports"]["http"]}
+                            for i in servers],
+                "main_fallback": group.main_fallback,
+            })
+        return {
+            "main": {"name": MAIN, "address": main_address, "port": client_port},
+            "entrypoints": {"client": proxy["client_port"], "federation": proxy["federation_port"]},
+            "routes": routes,
+        }
+
+
+def _why_single(wtype):
+    if wtype.duty and wtype.duty.kind == "single":
+        return "%s names exactly one instance" % wtype.duty.key
+    return "Synapse allows only one"
+
+
+def _vstr(version):
+    return ".".join(str(p) for p in version)
+
+
+def _url_host(address):
+    return "[%s]" % address if ":" in address else address
+
+
+def plan(wish):
+    """Compute the plan for ``wish`` (a dict, see the worker_plan module's options)."""
+    return _Planner(wish).run()

@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: matrixops.synapse contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: worker_plan
+short_description: Plan a Synapse workers deployment
+version_added: 0.1.0
+description:
+  - Turns an operator's worker wish (worker types and counts, where main, Redis and PostgreSQL
+    are) into every Synapse process's configuration, the configuration shared by all of them,
+    the port assignment, the reverse proxy's routing table and the database sizing.
+  - Pure computation; it reads and changes nothing on the host, so it always reports
+    C(changed=false) and runs the same in check mode.
+  - Invalid input fails with every problem found, each naming the field and the fix.
+author:
+  - matrixops.synapse contributors
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  synapse_version:
+    description:
+      - Synapse version the plan targets. Worker types and stream writers newer than it are refused.
+      - Defaults to the version this collection pins.
+    type: str
+  workers:
+    description:
+      - Worker types to run, each mapped to a count or to a mapping with C(count), C(host)
+        (inventory host to place the instances on, default the main host) and C(config)
+        (extra settings for each instance's own config file).
+      - Types not listed run no instance (their work stays on main).
+    type: dict
+    default: {}
+  main:
+    description: The main process.
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: Inventory name of the host running main.
+        type: str
+        required: true
+      address:
+        description: Private address other processes use to reach main. Never a wildcard.
+        type: str
+        required: true
+      client_port:
+        description: Port of main's client/federation listener.
+        type: int
+        default: 8008
+      replication_port:
+        description: Port of main's replication listener (never exposed through the proxy).
+        type: int
+        default: 9093
+      client_bind:
+        description: Address main's client listener binds to (default I(address)).
+        type: str
+  hosts:
+    description: Inventory hosts that may run workers, each mapped to C({address: ...}).
+    type: dict
+    default: {}
+  worker_port_base:
+    description: First port given to workers on each host; ports count up from it.
+    type: int
+    default: 18100
+  config_dir:
+    description: Directory holding Synapse's configuration on the hosts.
+    type: str
+    default: /etc/matrix-synapse
+  redis:
+    description: Where Redis runs (C(host) inventory name, C(address), C(port)).
+    type: dict
+    default: {}
+  database:
+    description:
+      - PostgreSQL connection facts (C(host), C(address), C(port), C(name), C(user)) and pool
+        sizing (C(cp_min), C(cp_max), C(reserve)).
+      - Set C(max_connections) when the database is not managed by this collection, to have
+        a plan that would exhaust it refused.
+    type: dict
+    default: {}
+  proxy:
+    description: Where the routing proxy runs (C(host)) and its C(client_port) and C(federation_port).
+    type: dict
+    default: {}
+  extra_config:
+    description:
+      - Settings the operator adds to the shared configuration. Checked for keys Synapse removed
+        and keys the planner owns.
+    type: dict
+    default: {}
+notes:
+  - Secrets are not inputs; roles merge them into the rendered files.
+"""
+
+EXAMPLES = r"""
+- name: Plan four synchrotrons, two event persisters and a media worker
+  matrixops.synapse.worker_plan:
+    main:
+      host: synapse1
+      address: 10.0.0.10
+    workers:
+      synchrotron: 4
+      event_persister: 2
+      media_repository: 1
+      federation_sender: {count: 2, host: synapse2}
+    hosts:
+      synapse2: {address: 10.0.0.11}
+    redis: {host: synapse1, address: 10.0.0.10}
+    database: {host: synapse1, address: 10.0.0.10, cp_max: 10}
+  register: synapse_plan
+"""
+
+RETURN = r"""
+synapse_version:
+  description: Synapse version the plan targets (install this version).
+  returned: success
+  type: str
+  sample: 1.163.2
+main:
+  description: The main process (name, host, address, ports, health URL).
+  returned: success
+  type: dict
+shared_config:
+  description:
+    - Settings for the shared config read by every process (homeserver.yaml), without secrets
+      (listeners of main, instance_map, stream_writers, duty keys, redis, database, media).
+  returned: success
+  type: dict
+workers:
+  description:
+    - One entry per worker instance, with its name, type, host, address, unit, ports, health URL,
+      restart scope, streams written and its own config file's content.
+  returned: success
+  type: list
+  elements: dict
+ports:
+  description: Every listener of every process, per host, sorted by port.
+  returned: success
+  type: list
+  elements: dict
+routes:
+  description:
+    - The routing table for the proxy, main's upstream and the entrypoint ports. Routes are
+      ordered: the first route whose method and pattern match wins; unmatched requests go to main.
+  returned: success
+  type: dict
+database:
+  description: Number of processes, pool sizes and the PostgreSQL max_connections they need.
+  returned: success
+  type: dict
+hosts:
+  description: Inventory hosts that run at least one Synapse process.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.matrixops.synapse.plugins.module_utils.planner import PlanError, plan
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            synapse_version=dict(type="str"),
+            workers=dict(type="dict", default={}),
+            main=dict(type="dict", required=True, options=dict(
+                host=dict(type="str", required=True),
+                address=dict(type="str", required=True),
+                client_port=dict(type="int", default=8008),
+                replication_port=dict(type="int", default=9093),
+                client_bind=dict(type="str"),
+            )),
+            hosts=dict(type="dict", default={}),
+            worker_port_base=dict(type="int", default=18100),
+            config_dir=dict(type="str", default="/etc/matrix-synapse"),
+            redis=dict(type="dict", default={}),
+            database=dict(type="dict", default={}),
+            proxy=dict(type="dict", default={}),
+            extra_config=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = plan(dict(module.params))
+    except PlanError as exc:
+        module.fail_json(msg="Invalid Synapse worker plan: " + exc.format(),
+                         errors=[{"field": f, "message": m} for f, m in exc.errors])
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
