@@ -67,7 +67,7 @@ options:
         description: Address main's client listener binds to (default I(address)).
         type: str
   hosts:
-    description: Inventory hosts that may run workers, each mapped to C({address: ...}).
+    description: "Inventory hosts that may run workers, each mapped to C({address: ...})."
     type: dict
     default: {}
   worker_port_base:
@@ -152,8 +152,8 @@ ports:
   elements: dict
 routes:
   description:
-    - The routing table for the proxy, main's upstream and the entrypoint ports. Routes are
-      ordered: the first route whose method and pattern match wins; unmatched requests go to main.
+    - "The routing table for the proxy, main's upstream and the entrypoint ports. Routes are
+      ordered: the first route whose method and pattern match wins; unmatched requests go to main."
   returned: success
   type: dict
 database:

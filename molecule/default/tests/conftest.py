@@ -134,3 +134,43 @@ def federation_api() -> HttpClient:
 def wait() -> Callable[..., Any]:
     """The :func:`wait_until` helper as a fixture, for tests that poll."""
     return wait_until
+
+
+# --------------------------------------------------------------------------- deployed topology
+
+import yaml  # noqa: E402  (PyYAML comes with ansible-core)
+
+
+@dataclass
+class Deployed:
+    """What is really configured on the host: main and every worker's own config file."""
+
+    shared: dict[str, Any]
+    workers: dict[str, dict[str, Any]]
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted(n for n in self.workers if n.startswith(prefix))
+
+    def http_port(self, name: str) -> int:
+        return self.workers[name]["worker_listeners"][0]["port"]
+
+
+def journal(host: Any, unit: str, since: str | None = None) -> str:
+    """The journal of one systemd unit on the host (as root)."""
+    cmd = f"journalctl --no-pager -o cat -u {unit}"
+    if since:
+        cmd += f" --since '{since}'"
+    return host.check_output(cmd + " 2>/dev/null || true")
+
+
+@pytest.fixture(scope="module")
+def deployed(host: Any) -> Deployed:
+    with host.sudo():
+        shared = yaml.safe_load(host.file("/etc/matrix-synapse/homeserver.yaml").content_string)
+        names = host.check_output("ls /etc/matrix-synapse/workers").split()
+        workers = {
+            n[: -len(".yaml")]: yaml.safe_load(host.file(f"/etc/matrix-synapse/workers/{n}").content_string)
+            for n in names
+            if n.endswith(".yaml")
+        }
+    return Deployed(shared, workers)
