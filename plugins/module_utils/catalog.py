@@ -79,32 +79,22 @@ STREAMS = dict((s.name, s) for s in [
 Duty = namedtuple("Duty", "key kind")
 
 # Endpoint groups: what a reverse proxy routes as one unit.
-#   entrypoints: "client" and/or "federation" listener of the proxy
-#   methods: () for all methods, else the HTTP methods the group covers
-#   sticky: None (balanced), "user" (access token), "room" (room ID in the path),
-#           "origin" (requesting server / source address)
+#   entrypoints:   "client" and/or "federation" listener of the proxy
+#   methods:       () for all methods, else the HTTP methods the group covers
+#   sticky:        None (balanced), "user" (access token), "room" (room ID in the path),
+#                  "origin" (requesting server / source address)
 #   main_fallback: whether main can serve the group when every worker of it is down
-#   patterns: anchored regular expressions, as in Synapse's docs/workers.md
-EndpointGroup = namedtuple("EndpointGroup", "name entrypoints methods sticky main_fallback patterns")
+#   prefer:        worker types that can serve the group, best first: the group is routed to
+#                  the instances of the best-ranked type the plan has (writers before generic
+#                  pools), and stays on main when the plan has none of them
+#   patterns:      anchored regular expressions, as in Synapse's docs/workers.md
+EndpointGroup = namedtuple("EndpointGroup", "name entrypoints methods sticky main_fallback prefer patterns")
 
 _V = r"(api/v1|r0|v3|unstable)"
 _V3 = r"(r0|v3|unstable)"
 
 ENDPOINT_GROUPS = dict((g.name, g) for g in [
-    EndpointGroup("sync", ("client",), (), "user", True, (
-        r"^/_matrix/client/(r0|v3)/sync$",
-        r"^/_matrix/client/(api/v1|r0|v3)/events$",
-        r"^/_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync$",
-    )),
-    EndpointGroup("initial_sync", ("client",), (), "user", True, (
-        r"^/_matrix/client/(api/v1|r0|v3)/initialSync$",
-        r"^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
-    )),
-    # Presence: only the presence writer may answer for other users (C05); never a generic pool.
-    EndpointGroup("presence", ("client",), (), None, True, (
-        r"^/_matrix/client/" + _V + r"/presence/",
-    )),
-    EndpointGroup("media", ("client", "federation"), (), None, False, (
+    EndpointGroup("media", ("client", "federation"), (), None, False, ("media_repository",), (
         r"^/_matrix/media/",
         r"^/_matrix/client/v1/media/",
         r"^/_matrix/federation/v1/media/",
@@ -115,10 +105,88 @@ ENDPOINT_GROUPS = dict((g.name, g) for g in [
         r"^/_synapse/admin/v1/quarantine_media/.*$",
         r"^/_synapse/admin/v1/users/.*/media$",
     )),
-    EndpointGroup("room_messages", ("client",), (), "room", True, (
+    # SSO: every step of one login must reach the same process, so the type allows one instance.
+    EndpointGroup("sso", ("client",), (), None, True, ("sso_login",), (
+        r"^/_matrix/client/" + _V + r"/login/sso/redirect",
+        r"^/_synapse/client/pick_idp$",
+        r"^/_synapse/client/pick_username",
+        r"^/_synapse/client/new_user_consent$",
+        r"^/_synapse/client/sso_register$",
+        r"^/_synapse/client/oidc/callback$",
+        r"^/_synapse/client/saml2/authn_response$",
+        r"^/_matrix/client/" + _V + r"/login/cas/ticket$",
+    )),
+    # Stream-writer groups: only the writer may answer, so no fallback to main.
+    EndpointGroup("typing", ("client",), (), None, False, ("typing_persister",), (
+        r"^/_matrix/client/" + _V + r"/rooms/.*/typing",
+    )),
+    EndpointGroup("to_device", ("client",), (), None, False, ("to_device",), (
+        r"^/_matrix/client/" + _V3 + r"/sendToDevice/",
+    )),
+    EndpointGroup("account_data", ("client",), (), None, False, ("account_data", "receipts_account"), (
+        r"^/_matrix/client/" + _V3 + r"/.*/tags",
+        r"^/_matrix/client/" + _V3 + r"/.*/account_data",
+    )),
+    EndpointGroup("receipts", ("client",), (), None, True, ("receipts", "receipts_account"), (
+        r"^/_matrix/client/" + _V3 + r"/rooms/.*/receipt",
+        r"^/_matrix/client/" + _V3 + r"/rooms/.*/read_markers",
+    )),
+    # Presence: only the presence writer may answer for other users (C05); never a generic pool.
+    EndpointGroup("presence", ("client",), (), None, False, ("presence_writer",), (
+        r"^/_matrix/client/" + _V + r"/presence/",
+    )),
+    EndpointGroup("push_rules", ("client",), (), None, False, ("push_rules",), (
+        r"^/_matrix/client/" + _V + r"/pushrules/",
+    )),
+    EndpointGroup("device_lists", ("client",), (), None, True, ("device_lists", "encryption", "client_reader"), (
+        r"^/_matrix/client/(r0|v3)/delete_devices$",
+        r"^/_matrix/client/" + _V + r"/devices(/|$)",
+        r"^/_matrix/client/" + _V3 + r"/keys/upload",
+        r"^/_matrix/client/" + _V + r"/keys/device_signing/upload$",
+        r"^/_matrix/client/" + _V + r"/keys/signatures/upload$",
+    )),
+    EndpointGroup("sync", ("client",), (), "user", True, ("synchrotron", "initial_synchrotron"), (
+        r"^/_matrix/client/(r0|v3)/sync$",
+        r"^/_matrix/client/(api/v1|r0|v3)/events$",
+        r"^/_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync$",
+    )),
+    EndpointGroup("initial_sync", ("client",), (), "user", True, ("initial_synchrotron", "synchrotron"), (
+        r"^/_matrix/client/(api/v1|r0|v3)/initialSync$",
+        r"^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
+    )),
+    EndpointGroup("room_messages", ("client",), (), "room", True, ("client_reader",), (
         r"^/_matrix/client/" + _V + r"/rooms/[^/]+/messages$",
     )),
-    EndpointGroup("client_read", ("client",), (), None, True, (
+    EndpointGroup("event_send", ("client",), (), "room", True, ("event_creator",), (
+        r"^/_matrix/client/" + _V + r"/rooms/.*/redact",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/send",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/state/",
+        r"^/_matrix/client/" + _V + r"/rooms/.*/(join|invite|leave|ban|unban|kick)$",
+        r"^/_matrix/client/" + _V + r"/join/",
+        r"^/_matrix/client/" + _V + r"/knock/",
+        r"^/_matrix/client/" + _V + r"/profile/",
+    )),
+    EndpointGroup("encryption", ("client",), (), None, True, ("encryption", "client_reader"), (
+        r"^/_matrix/client/" + _V3 + r"/keys/query$",
+        r"^/_matrix/client/" + _V3 + r"/keys/changes$",
+        r"^/_matrix/client/" + _V3 + r"/keys/claim$",
+        r"^/_matrix/client/" + _V3 + r"/room_keys/",
+    )),
+    EndpointGroup("login", ("client",), (), None, True, ("client_reader",), (
+        r"^/_matrix/client/" + _V + r"/login$",
+        r"^/_matrix/client/" + _V3 + r"/register$",
+        r"^/_matrix/client/" + _V3 + r"/register/available$",
+        r"^/_matrix/client/v1/register/m\.login\.registration_token/validity$",
+        r"^/_matrix/client/" + _V3 + r"/password_policy$",
+    )),
+    EndpointGroup("user_directory", ("client",), (), None, True, ("user_dir", "client_reader"), (
+        r"^/_matrix/client/" + _V3 + r"/user_directory/search$",
+    )),
+    EndpointGroup("client_read_get", ("client",), ("GET", "HEAD"), None, True, ("client_reader",), (
+        r"^/_matrix/client/" + _V + r"/pushrules/",
+        r"^/_synapse/admin/v2/users/[^/]+$",
+    )),
+    EndpointGroup("client_read", ("client",), (), None, True, ("client_reader",), (
         r"^/_matrix/client/" + _V + r"/createRoom$",
         r"^/_matrix/client/" + _V + r"/publicRooms$",
         r"^/_matrix/client/" + _V + r"/rooms/.*/joined_members$",
@@ -146,37 +214,11 @@ ENDPOINT_GROUPS = dict((g.name, g) for g in [
         r"^/_matrix/client/" + _V3 + r"/notifications$",
         r"^/_synapse/admin/v1/rooms/[^/]+$",
     )),
-    EndpointGroup("client_read_get", ("client",), ("GET", "HEAD"), None, True, (
-        r"^/_matrix/client/" + _V + r"/pushrules/",
-        r"^/_matrix/client/" + _V3 + r"/.*/tags",
-        r"^/_matrix/client/" + _V3 + r"/.*/account_data",
-        r"^/_synapse/admin/v2/users/[^/]+$",
-    )),
-    EndpointGroup("encryption", ("client",), (), None, True, (
-        r"^/_matrix/client/" + _V3 + r"/keys/query$",
-        r"^/_matrix/client/" + _V3 + r"/keys/changes$",
-        r"^/_matrix/client/" + _V3 + r"/keys/claim$",
-        r"^/_matrix/client/" + _V3 + r"/room_keys/",
-        r"^/_matrix/client/" + _V3 + r"/keys/upload",
-        r"^/_matrix/client/" + _V + r"/keys/device_signing/upload$",
-        r"^/_matrix/client/" + _V + r"/keys/signatures/upload$",
-        r"^/_matrix/client/(r0|v3)/delete_devices$",
-        r"^/_matrix/client/" + _V + r"/devices(/|$)",
-    )),
-    EndpointGroup("login", ("client",), (), None, True, (
-        r"^/_matrix/client/" + _V + r"/login$",
-        r"^/_matrix/client/" + _V3 + r"/register$",
-        r"^/_matrix/client/" + _V3 + r"/register/available$",
-        r"^/_matrix/client/v1/register/m\.login\.registration_token/validity$",
-        r"^/_matrix/client/" + _V3 + r"/password_policy$",
-    )),
-    EndpointGroup("user_directory", ("client",), (), None, True, (
-        r"^/_matrix/client/" + _V3 + r"/user_directory/search$",
-    )),
-    EndpointGroup("federation_inbound", ("federation",), (), "origin", True, (
-        r"^/_matrix/federation/v1/send/",
-    )),
-    EndpointGroup("federation_read", ("federation",), (), None, True, (
+    EndpointGroup("federation_inbound", ("federation",), (), "origin", True,
+                  ("federation_inbound", "federation_reader"), (
+                      r"^/_matrix/federation/v1/send/",
+                  )),
+    EndpointGroup("federation_read", ("federation",), (), None, True, ("federation_reader",), (
         r"^/_matrix/federation/v1/version$",
         r"^/_matrix/federation/v1/event/",
         r"^/_matrix/federation/v1/state/",
@@ -202,61 +244,111 @@ ENDPOINT_GROUPS = dict((g.name, g) for g in [
 ])
 
 # The order in which the proxy tries the groups: the first group whose pattern (and method)
-# matches wins. More specific groups come first (presence before the GET-only account data
-# patterns, media before anything under /_synapse/admin, messages before generic room reads).
+# matches wins. More specific groups come first: media before anything under /_synapse/admin,
+# stream writers' paths before the generic pools that also match them (account data before
+# the GET-only reads, typing and receipts before room reads), messages before room reads.
 ROUTING_ORDER = (
-    "media", "presence", "sync", "initial_sync", "room_messages", "encryption", "login",
+    "media", "sso", "typing", "to_device", "account_data", "receipts", "presence", "push_rules",
+    "device_lists", "sync", "initial_sync", "room_messages", "event_send", "encryption", "login",
     "user_directory", "client_read_get", "client_read", "federation_inbound", "federation_read",
 )
 
-# Restart scopes (what a change to the set of instances of a type forces, per Synapse's docs):
+# Restart scopes (what a change to the set of instances of a type forces, per Synapse's docs),
+# weakest first:
 #   "self": only the instances that changed
-#   "all": every Synapse process (event persisters: events are sharded by room over the list)
+#   "main_and_type": main and every instance of the type (pushers, single-instance duties)
 #   "stop_all_start": stop every instance of the type together, then start them
 #                     (federation senders: sharded by destination)
-#   "main_and_type": main and every instance of the type (pushers, single-instance duties)
-RESTART_SCOPES = ("self", "all", "stop_all_start", "main_and_type")
+#   "all": every Synapse process (event persisters: events are sharded by room over the list)
+RESTART_SCOPES = ("self", "main_and_type", "stop_all_start", "all")
 
 # One row per worker type.
-#   streams:     replication streams its instances write (stream_writers)
-#   duty:        shared-config duty key it fills, or None
-#   resources:   resources of its HTTP listener; () means it serves no HTTP and gets a
-#                listener with only the "health" resource
-#   serves:      endpoint groups it can take from main, in the routing table
-#   max_count:   None for any number; otherwise the most instances allowed
+#   streams:       replication streams its instances write (stream_writers)
+#   duties:        shared-config duty keys it fills
+#   resources:     resources of its HTTP listener; () means it serves no HTTP and gets a
+#                  listener with only the "health" resource
+#   max_count:     None for any number; otherwise the most instances allowed (stream rules
+#                  are checked separately, per stream)
 #   worker_config: keys added to each instance's own config file
-#   restart:     restart scope (RESTART_SCOPES) when its set of instances changes
-#   since:       first Synapse version supporting the type as configured here
+#   restart:       restart scope (RESTART_SCOPES) when its set of instances changes
+#   since:         first Synapse version supporting the type as configured here
+#   experimental:  refused unless the wish sets allow_experimental
+#   Which endpoint groups are routed to a type is the ``prefer`` column of ENDPOINT_GROUPS.
 WorkerType = namedtuple(
-    "WorkerType", "name description streams duty resources serves max_count worker_config restart since")
+    "WorkerType",
+    "name description streams duties resources max_count worker_config restart since experimental")
+
+
+def _t(name, description, streams=(), duties=(), resources=(), max_count=None, worker_config=None,
+       restart="self", since="1.0", experimental=False):
+    return WorkerType(name, description, tuple(streams), tuple(duties), tuple(resources), max_count,
+                      worker_config or {}, restart, since, experimental)
+
+
+_LIST = "list"            # *_instances: every instance, sharded
+_SINGLE = "single"        # exactly one instance may hold the duty
+_FIRST = "single_of_many"  # one of several instances holds it (media background jobs)
 
 WORKER_TYPES = dict((t.name, t) for t in [
-    WorkerType(
-        "synchrotron", "Serves /sync and /events long-polls for clients.",
-        (), None, ("client",), ("sync", "initial_sync"), None, {}, "self", "1.0"),
-    WorkerType(
-        "client_reader", "Serves read-mostly client API requests (room state, members, history, "
-        "login, keys, search).",
-        (), None, ("client",),
-        ("room_messages", "client_read", "client_read_get", "encryption", "login", "user_directory"),
-        None, {}, "self", "1.0"),
-    WorkerType(
-        "event_persister", "Writes the events stream (sharded by room).",
-        ("events",), None, (), (), None, {}, "all", "1.21"),
-    WorkerType(
-        "federation_sender", "Sends outbound federation traffic (sharded by destination).",
-        (), Duty("federation_sender_instances", "list"), (), (), None, {}, "stop_all_start", "1.0"),
-    WorkerType(
-        "pusher", "Sends push notifications to push gateways and email.",
-        (), Duty("pusher_instances", "list"), (), (), None, {}, "main_and_type", "1.0"),
-    WorkerType(
-        "media_repository", "Serves and stores media (uploads, downloads, thumbnails, previews).",
-        ("quarantined_media_changes",), Duty("media_instance_running_background_jobs", "single_of_many"),
-        ("media",), ("media",), None, {"enable_media_repo": True}, "self", "1.0"),
-    WorkerType(
-        "background", "Runs Synapse's periodic background tasks.",
-        (), Duty("run_background_tasks_on", "single"), (), (), 1, {}, "main_and_type", "1.0"),
+    _t("appservice", "Sends events to application services (bridges, bots).",
+       duties=[Duty("notify_appservices_from_worker", _SINGLE)], max_count=1,
+       restart="main_and_type", since="1.59"),
+    _t("background", "Runs Synapse's periodic background tasks.",
+       duties=[Duty("run_background_tasks_on", _SINGLE)], max_count=1, restart="main_and_type",
+       since="1.22"),
+    _t("client_reader", "Serves read-mostly client API requests: room state and members, history "
+       "(sticky per room), login and registration, keys, search.", resources=["client"]),
+    _t("encryption", "Serves end-to-end encryption requests (key queries and claims, backups; "
+       "device key uploads when no device_lists writer exists).", resources=["client"]),
+    _t("event_creator", "Creates events sent by clients (send, state, membership), sticky per "
+       "room, and hands them to the event persisters.", resources=["client"]),
+    _t("event_persister", "Writes the events stream, sharded by room.", streams=["events"],
+       resources=["health"], restart="all", since="1.21"),
+    _t("federation_inbound", "Receives inbound federation transactions, sticky per origin.",
+       resources=["federation"]),
+    _t("federation_reader", "Serves federation requests from other homeservers.",
+       resources=["federation"]),
+    _t("federation_sender", "Sends outbound federation traffic, sharded by destination.",
+       duties=[Duty("federation_sender_instances", _LIST)], restart="stop_all_start"),
+    _t("initial_synchrotron", "Serves initial syncs in a pool of their own.", resources=["client"]),
+    _t("media_repository", "Serves and stores media (uploads, downloads, thumbnails, previews) "
+       "on the client and federation entrypoints.",
+       streams=["quarantined_media_changes"],
+       duties=[Duty("media_instance_running_background_jobs", _FIRST)],
+       resources=["media"], worker_config={"enable_media_repo": True}),
+    _t("presence_writer", "Writes the presence stream and answers presence requests.",
+       streams=["presence"], resources=["client"]),
+    _t("pusher", "Sends push notifications to push gateways and email.",
+       duties=[Duty("pusher_instances", _LIST)], restart="main_and_type"),
+    _t("receipts_account", "Writes the receipts and account data streams in one process "
+       "(the combined form; account data allows one writer, so this type allows one instance).",
+       streams=["receipts", "account_data"], resources=["client"]),
+    _t("sso_login", "Serves single sign-on login flows (every step of a login on one process).",
+       resources=["client"], max_count=1),
+    _t("synchrotron", "Serves /sync and /events long-polls, sticky per user.", resources=["client"]),
+    _t("typing_persister", "Writes the typing stream and answers typing requests.",
+       streams=["typing"], resources=["client"]),
+    _t("user_dir", "Updates the user directory and serves its searches.",
+       duties=[Duty("update_user_directory_from_worker", _SINGLE)], resources=["client"],
+       max_count=1, restart="main_and_type", since="1.59"),
+    _t("account_data", "Writes the account data stream (tags, account data).",
+       streams=["account_data"], resources=["client"]),
+    _t("receipts", "Writes the receipts stream (read receipts, read markers); several allowed.",
+       streams=["receipts"], resources=["client"]),
+    _t("device_lists", "Writes the device lists stream (device and cross-signing key changes); "
+       "several allowed.", streams=["device_lists"], resources=["client"]),
+    _t("push_rules", "Writes the push rules stream and answers push rule requests.",
+       streams=["push_rules"], resources=["client"]),
+    _t("to_device", "Writes the to-device stream (sendToDevice).", streams=["to_device"],
+       resources=["client"]),
+    _t("thread_subscriptions", "Writes the experimental thread subscriptions stream (MSC4306).",
+       streams=["thread_subscriptions"], resources=["health"], experimental=True),
 ])
+
+
+def routed_groups(type_name):
+    """Endpoint groups that may be routed to a worker type (derived from ``prefer``)."""
+    return tuple(g for g in ROUTING_ORDER if type_name in ENDPOINT_GROUPS[g].prefer)
 
 
 def version_tuple(version):

@@ -15,14 +15,14 @@ import re
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
     ENDPOINT_GROUPS, GENERIC_APP, LEGACY_DUTY_FLAGS, MAIN, MAIN_WRITER, PLANNER_OWNED_KEYS,
-    REMOVED_KEYS, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, version_tuple,
+    REMOVED_KEYS, RESTART_SCOPES, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, version_tuple,
 )
 
 DEFAULTS = {
     "synapse_version": SYNAPSE_VERSION,
     "worker_port_base": 18100,
     "config_dir": "/etc/matrix-synapse",
-    "main": {"client_port": 8008, "replication_port": 9093, "client_bind": None},
+    "main": {"client_port": 8008, "replication_port": 9093, "metrics_port": 9000, "client_bind": None},
     "redis": {"port": 6379},
     "database": {"port": 5432, "name": "synapse", "user": "synapse", "cp_min": 5, "cp_max": 10,
                  "reserve": 20, "max_connections": None},
@@ -30,6 +30,37 @@ DEFAULTS = {
 }
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_MEMORY_RE = re.compile(r"^([0-9]+[KMGT]?|infinity|[0-9]{1,3}%)$")
+_CPU_QUOTA_RE = re.compile(r"^[0-9]+%$")
+_LIMIT_KEYS = {"memory_high": "MemoryHigh", "memory_max": "MemoryMax", "cpu_weight": "CPUWeight",
+               "cpu_quota": "CPUQuota"}
+_GROUP_OPTIONS = ("count", "host", "config", "name", "names", "limits", "types")
+
+
+class Kind(object):
+    """A kind of worker process: one catalogue row, or several merged into one process."""
+
+    def __init__(self, name, rows):
+        self.name = name
+        self.members = tuple(r.name for r in rows)
+        self.description = " + ".join(r.description for r in rows)
+        self.streams = tuple(sorted(set(s for r in rows for s in r.streams)))
+        self.duties = tuple(d for r in rows for d in r.duties)
+        resources = []
+        for r in rows:
+            resources += [x for x in r.resources if x not in resources]
+        if len(resources) > 1 and "health" in resources:
+            resources.remove("health")  # every HTTP listener answers /health anyway
+        self.resources = tuple(resources)
+        limits = [r.max_count for r in rows if r.max_count is not None]
+        self.max_count = min(limits) if limits else None
+        self.worker_config = {}
+        for r in rows:
+            self.worker_config.update(r.worker_config)
+        self.restart = max((r.restart for r in rows), key=RESTART_SCOPES.index)
+        self.since = max((r.since for r in rows), key=version_tuple)
+        self.experimental = any(r.experimental for r in rows)
+        self.limited_by = [r.name for r in rows if r.max_count is not None and r.max_count == self.max_count]
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "", "*")
 
 
@@ -93,43 +124,123 @@ class _Planner(object):
                                   "with 'count', got %s" % type(raw).__name__)
             return []
         groups = []
-        for type_name in sorted(raw):
-            spec = raw[type_name]
-            field = "workers.%s" % type_name
-            wtype = WORKER_TYPES.get(type_name)
-            if wtype is None:
-                self.error(field, "unknown worker type %r; known types: %s"
-                           % (type_name, ", ".join(sorted(WORKER_TYPES))))
-                continue
-            if _is_int(spec) or spec is None or isinstance(spec, (str, float, bool)):
-                spec = {"count": spec}
-            if not isinstance(spec, dict):
-                self.error(field, "must be a count or a mapping with 'count', got %s" % type(spec).__name__)
-                continue
-            unknown = sorted(set(spec) - set(["count", "host", "config"]))
-            if unknown:
-                self.error(field, "unknown option(s) %s; allowed: count, host, config" % ", ".join(unknown))
-            count = spec.get("count", 1)
-            if not _is_int(count) or count < 0:
-                self.error(field + ".count", "must be an integer of 0 or more, got %r" % (count,))
-                continue
-            if wtype.max_count is not None and count > wtype.max_count:
-                self.error(field + ".count", "worker type %r allows at most %d instance(s) (%s); "
-                           "got %d — lower the count" % (type_name, wtype.max_count,
-                                                          _why_single(wtype), count))
-                continue
-            host = spec.get("host") or main_host
-            if host not in hosts:
-                self.error(field + ".host", "unknown host %r; known hosts: %s"
-                           % (host, ", ".join(sorted(hosts))))
-                continue
-            config = spec.get("config") or {}
-            if not isinstance(config, dict):
-                self.error(field + ".config", "must be a mapping of extra Synapse settings")
-                config = {}
-            self.check_extra_keys(field + ".config", config)
-            groups.append({"type": wtype, "count": count, "host": host, "config": config})
+        for key in sorted(raw):
+            group = self.normalise_group(key, raw[key], hosts, main_host)
+            if group is not None:
+                groups.append(group)
         return groups
+
+    def normalise_group(self, key, spec, hosts, main_host):
+        field = "workers.%s" % key
+        if _is_int(spec) or spec is None or isinstance(spec, (str, float, bool, list)):
+            spec = {"count": spec}
+        if not isinstance(spec, dict):
+            self.error(field, "must be a count or a mapping with 'count', got %s" % type(spec).__name__)
+            return None
+        unknown = sorted(set(spec) - set(_GROUP_OPTIONS))
+        if unknown:
+            self.error(field, "unknown option(s) %s; allowed: %s" % (", ".join(unknown), ", ".join(_GROUP_OPTIONS)))
+        kind = self.kind(key, spec.get("types"), field)
+        if kind is None:
+            return None
+        names = spec.get("names")
+        count = spec.get("count", len(names) if isinstance(names, list) else 1)
+        if not _is_int(count) or count < 0:
+            self.error(field + ".count", "must be an integer of 0 or more, got %r" % (count,))
+            return None
+        if names is not None:
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                self.error(field + ".names", "must be a list of instance names")
+                return None
+            if len(names) != count:
+                self.error(field + ".names", "lists %d name(s) but count is %d; give one name per "
+                           "instance or drop count" % (len(names), count))
+                return None
+        prefix = spec.get("name", key)
+        if not isinstance(prefix, str) or not _NAME_RE.match(prefix):
+            self.error(field + ".name", "must be a lower-case name prefix (letters, digits, _), got %r" % (prefix,))
+            return None
+        if kind.max_count is not None and count > kind.max_count:
+            self.error(field + ".count", "%s allows at most %d instance(s) (%s); got %d — lower the count"
+                       % (_kind_label(kind), kind.max_count, _why_single(kind), count))
+            return None
+        if kind.experimental and count and not self.wish.get("allow_experimental"):
+            self.error(field, "%s is experimental in Synapse; set allow_experimental: true to use it"
+                       % _kind_label(kind))
+        host = spec.get("host") or main_host
+        if host not in hosts:
+            self.error(field + ".host", "unknown host %r; known hosts: %s" % (host, ", ".join(sorted(hosts))))
+            return None
+        config = spec.get("config") or {}
+        if not isinstance(config, dict):
+            self.error(field + ".config", "must be a mapping of extra Synapse settings")
+            config = {}
+        self.check_extra_keys(field + ".config", config)
+        limits = self.limits(field + ".limits", spec.get("limits"))
+        return {"key": key, "kind": kind, "count": count, "host": host, "config": config,
+                "names": names, "prefix": prefix, "limits": limits}
+
+    def kind(self, key, types, field):
+        if types is None:
+            row = WORKER_TYPES.get(key)
+            if row is None:
+                self.error(field, "unknown worker type %r; known types: %s (to merge several types into "
+                           "one process, give them as 'types')" % (key, ", ".join(sorted(WORKER_TYPES))))
+                return None
+            return Kind(key, [row])
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+            self.error(field + ".types", "must be a non-empty list of worker types to merge into one process")
+            return None
+        unknown = [t for t in types if t not in WORKER_TYPES]
+        if unknown:
+            self.error(field + ".types", "unknown worker type(s) %s; known types: %s"
+                       % (", ".join(unknown), ", ".join(sorted(WORKER_TYPES))))
+            return None
+        if len(set(types)) != len(types):
+            self.error(field + ".types", "lists a type twice")
+            return None
+        if key in WORKER_TYPES and types != [key]:
+            self.error(field, "a merged process cannot be named after the worker type %r; choose "
+                              "another key" % key)
+            return None
+        if not _NAME_RE.match(key):
+            self.error(field, "a merged process needs a lower-case name (letters, digits, _)")
+            return None
+        return Kind(key, [WORKER_TYPES[t] for t in types])
+
+    def limits(self, field, raw):
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.error(field, "must be a mapping with %s" % ", ".join(sorted(_LIMIT_KEYS)))
+            return {}
+        result = {}
+        for key in sorted(raw):
+            value = raw[key]
+            if key not in _LIMIT_KEYS:
+                self.error("%s.%s" % (field, key), "unknown limit; allowed: %s" % ", ".join(sorted(_LIMIT_KEYS)))
+            elif key == "cpu_weight":
+                if not _is_int(value) or not 1 <= value <= 10000:
+                    self.error("%s.%s" % (field, key), "must be an integer from 1 to 10000, got %r" % (value,))
+                else:
+                    result[_LIMIT_KEYS[key]] = str(value)
+            elif key == "cpu_quota":
+                if not isinstance(value, str) or not _CPU_QUOTA_RE.match(value):
+                    self.error("%s.%s" % (field, key), "must be a percentage such as '150%%', got %r" % (value,))
+                else:
+                    result[_LIMIT_KEYS[key]] = value
+            else:
+                if not isinstance(value, str) or not _MEMORY_RE.match(value):
+                    self.error("%s.%s" % (field, key), "must be a size such as 512M or 2G (or 'infinity'), "
+                               "got %r" % (value,))
+                else:
+                    result[_LIMIT_KEYS[key]] = value
+        if "MemoryHigh" in result and "MemoryMax" in result:
+            high, top = _bytes(result["MemoryHigh"]), _bytes(result["MemoryMax"])
+            if high is not None and top is not None and high > top:
+                self.error(field + ".memory_high", "must not exceed memory_max (%s > %s)"
+                           % (result["MemoryHigh"], result["MemoryMax"]))
+        return result
 
     def check_extra_keys(self, field, config):
         for key in sorted(config):
@@ -148,12 +259,12 @@ class _Planner(object):
         for group in groups:
             if not group["count"]:
                 continue
-            wtype = group["type"]
-            field = "workers.%s" % wtype.name
-            if version < version_tuple(wtype.since):
-                self.error(field, "needs Synapse %s or newer, the plan targets %s; remove the type "
-                           "or upgrade" % (wtype.since, _vstr(version)))
-            for stream_name in wtype.streams:
+            kind = group["kind"]
+            field = "workers.%s" % group["key"]
+            if version < version_tuple(kind.since):
+                self.error(field, "needs Synapse %s or newer, the plan targets %s; remove it or upgrade"
+                           % (kind.since, _vstr(version)))
+            for stream_name in kind.streams:
                 stream = STREAMS[stream_name]
                 if version < version_tuple(stream.since):
                     self.error(field, "writes the %s stream, which needs Synapse %s or newer, the plan "
@@ -183,6 +294,11 @@ class _Planner(object):
         client_port = self.port("main.client_port", main["client_port"])
         replication_port = self.port("main.replication_port", main["replication_port"])
         client_bind = main.get("client_bind") or main_address
+        self.metrics = wish.get("metrics", False)
+        if not isinstance(self.metrics, bool):
+            self.error("metrics", "must be true or false, got %r" % (self.metrics,))
+            self.metrics = False
+        metrics_port = self.port("main.metrics_port", main["metrics_port"]) if self.metrics else None
         base = wish.get("worker_port_base", DEFAULTS["worker_port_base"])
         if not _is_int(base) or not 1024 <= base <= 65000:
             self.error("worker_port_base", "must be an integer between 1024 and 65000, got %r" % (base,))
@@ -208,12 +324,16 @@ class _Planner(object):
             raise PlanError(self.errors)
 
         instances = self.instances(groups, hosts)
-        self.assign_ports(instances, base, main_host, client_port, replication_port, redis, database, proxy)
+        self.assign_ports(instances, base, main_host, client_port, replication_port, metrics_port,
+                          redis, database, proxy)
         if self.errors:
             raise PlanError(self.errors)
 
         shared = self.shared_config(instances, main_address, client_bind, client_port,
                                     replication_port, redis, database, hosts, main_host)
+        if self.metrics:
+            shared["enable_metrics"] = True
+            shared["listeners"].append({"type": "metrics", "port": metrics_port, "bind_addresses": [main_address]})
         self.check_writers(shared, instances, version)
         db_plan = self.database_plan(instances, database)
         if self.errors:
@@ -228,7 +348,7 @@ class _Planner(object):
             },
             "shared_config": shared,
             "workers": [self.worker_entry(i) for i in instances],
-            "ports": self.port_table(instances, main_host, client_port, replication_port),
+            "ports": self.port_table(instances, main_host, client_port, replication_port, metrics_port),
             "routes": self.routes(instances, main_address, client_port, proxy),
             "database": db_plan,
             "hosts": sorted(set([main_host] + [i["host"] for i in instances])),
@@ -250,21 +370,26 @@ class _Planner(object):
     def instances(self, groups, hosts):
         result = []
         for group in groups:
-            wtype = group["type"]
-            for index in range(1, group["count"] + 1):
-                name = "%s%d" % (wtype.name, index)
+            names = group["names"] or ["%s%d" % (group["prefix"], i) for i in range(1, group["count"] + 1)]
+            for name in names:
                 result.append({
-                    "name": name, "type": wtype, "host": group["host"],
-                    "address": hosts[group["host"]], "config": group["config"],
+                    "name": name, "type": group["kind"], "host": group["host"], "group": group["key"],
+                    "address": hosts[group["host"]], "config": group["config"], "limits": group["limits"],
                 })
-        seen = set()
+        seen = {}
         for inst in result:
-            if inst["name"] in seen or inst["name"] == MAIN or not _NAME_RE.match(inst["name"]):
-                self.error("workers.%s" % inst["type"].name, "instance name %r is not unique" % inst["name"])
-            seen.add(inst["name"])
+            field = "workers.%s" % inst["group"]
+            if not _NAME_RE.match(inst["name"]) or inst["name"] in (MAIN, MAIN_WRITER):
+                self.error(field, "instance name %r is not allowed: use lower-case letters, digits and _, "
+                                  "and not main/master" % inst["name"])
+            elif inst["name"] in seen:
+                self.error(field, "instance name %r is not unique (also used by workers.%s); rename one"
+                           % (inst["name"], seen[inst["name"]]))
+            seen.setdefault(inst["name"], inst["group"])
         return result
 
-    def assign_ports(self, instances, base, main_host, client_port, replication_port, redis, database, proxy):
+    def assign_ports(self, instances, base, main_host, client_port, replication_port, metrics_port,
+                     redis, database, proxy):
         """Give every instance an HTTP port (and a replication port if it writes a stream),
         counting up from ``base`` per host; refuse any clash with another listener."""
         taken = {}
@@ -281,6 +406,7 @@ class _Planner(object):
 
         reserve(main_host, client_port, "main (client listener)", "main.client_port")
         reserve(main_host, replication_port, "main (replication listener)", "main.replication_port")
+        reserve(main_host, metrics_port, "main (metrics listener)", "main.metrics_port")
         redis_host = redis.get("host") or main_host
         db_host = database.get("host") or main_host
         proxy_host = proxy.get("host") or main_host
@@ -294,7 +420,8 @@ class _Planner(object):
         next_port = {}
         for inst in instances:
             host = inst["host"]
-            needs = ["http"] + (["replication"] if inst["type"].streams else [])
+            needs = ["http"] + (["replication"] if inst["type"].streams else []) + \
+                (["metrics"] if self.metrics else [])
             inst["ports"] = {}
             for kind in needs:
                 port = next_port.get(host, base)
@@ -319,6 +446,8 @@ class _Planner(object):
                 "type": "http", "port": inst["ports"]["replication"], "bind_addresses": bind,
                 "resources": [{"names": ["replication"], "compress": False}],
             })
+        if "metrics" in inst["ports"]:
+            listeners.append({"type": "metrics", "port": inst["ports"]["metrics"], "bind_addresses": bind})
         return listeners
 
     def worker_entry(self, inst):
@@ -335,6 +464,7 @@ class _Planner(object):
         return {
             "name": inst["name"],
             "type": wtype.name,
+            "types": list(wtype.members),
             "host": inst["host"],
             "address": inst["address"],
             "unit": "matrix-synapse-worker@%s.service" % inst["name"],
@@ -342,6 +472,7 @@ class _Planner(object):
             "health_url": "http://%s:%d/health" % (_url_host(inst["address"]), inst["ports"]["http"]),
             "restart_scope": wtype.restart,
             "streams": list(wtype.streams),
+            "systemd": dict(inst["limits"]),
             "config": config,
         }
 
@@ -380,8 +511,8 @@ class _Planner(object):
                 instance_map[inst["name"]] = {"host": inst["address"], "port": inst["ports"]["replication"]}
                 for stream in wtype.streams:
                     writers.setdefault(stream, []).append(inst["name"])
-            if wtype.duty:
-                duties.setdefault(wtype.duty, []).append(inst["name"])
+            for duty in wtype.duties:
+                duties.setdefault(duty, []).append(inst["name"])
         shared["instance_map"] = instance_map
         # Only streams with writers appear: an omitted stream stays on main, an empty list is
         # a startup error in Synapse (C02).
@@ -402,11 +533,12 @@ class _Planner(object):
         by_name = dict((i["name"], i) for i in instances)
         for stream, names in sorted(shared.get("stream_writers", {}).items()):
             rule = STREAMS[stream]
-            owners = sorted(set(by_name[n]["type"].name for n in names if n in by_name))
+            owners = sorted(set(by_name[n]["group"] for n in names if n in by_name))
             field = "workers.%s.count" % (owners[0] if len(owners) == 1 else "/".join(owners))
             if rule.max_writers is not None and len(names) > rule.max_writers:
-                self.error(field, "stream %r allows exactly one writer but the plan has %d (%s); "
-                           "set the count to 1" % (stream, len(names), ", ".join(names)))
+                self.error(field, "stream %r allows exactly one writer but the plan has %d (%s in %s); "
+                           "give the stream to one instance of one entry" % (stream, len(names), ", ".join(names),
+                                                                            ", ".join("workers." + o for o in owners)))
             elif len(names) > 1 and rule.multi_since and version < version_tuple(rule.multi_since):
                 self.error(field, "stream %r allows several writers only since Synapse %s; the plan "
                            "targets %s — set the count to 1" % (stream, rule.multi_since, _vstr(version)))
@@ -437,28 +569,30 @@ class _Planner(object):
             "max_connections": declared if declared is not None else max(100, needed),
         }
 
-    def port_table(self, instances, main_host, client_port, replication_port):
+    def port_table(self, instances, main_host, client_port, replication_port, metrics_port):
         table = [
             {"host": main_host, "port": client_port, "process": MAIN, "listener": "client"},
             {"host": main_host, "port": replication_port, "process": MAIN, "listener": "replication"},
         ]
+        if metrics_port:
+            table.append({"host": main_host, "port": metrics_port, "process": MAIN, "listener": "metrics"})
         for inst in instances:
             for kind, port in sorted(inst["ports"].items()):
                 table.append({"host": inst["host"], "port": port, "process": inst["name"], "listener": kind})
         return sorted(table, key=lambda row: (row["host"], row["port"]))
 
     def routes(self, instances, main_address, client_port, proxy):
-        """The ordered routing table: per endpoint group, which processes serve it."""
-        serving = {}
-        for inst in instances:
-            for group in inst["type"].serves:
-                serving.setdefault(group, []).append(inst)
+        """The ordered routing table: per endpoint group, the processes of the best-ranked kind
+        the plan has among the kinds that can serve it (writers before generic pools)."""
         routes = []
         for group_name in ROUTING_ORDER:
             group = ENDPOINT_GROUPS[group_name]
-            servers = serving.get(group_name, [])
-            if not servers:
+            ranked = [(_rank(group, inst["type"]), inst) for inst in instances]
+            ranked = [(rank, inst) for rank, inst in ranked if rank is not None]
+            if not ranked:
                 continue
+            best = min(rank for rank, _ in ranked)
+            servers = [inst for rank, inst in ranked if rank == best]
             routes.append({
                 "group": group_name,
                 "entrypoints": list(group.entrypoints),
@@ -477,10 +611,32 @@ class _Planner(object):
         }
 
 
-def _why_single(wtype):
-    if wtype.duty and wtype.duty.kind == "single":
-        return "%s names exactly one instance" % wtype.duty.key
-    return "Synapse allows only one"
+def _rank(group, kind):
+    """Position of the best of ``kind``'s member types in the group's preference, or None."""
+    ranks = [group.prefer.index(m) for m in kind.members if m in group.prefer]
+    return min(ranks) if ranks else None
+
+
+def _kind_label(kind):
+    if kind.members == (kind.name,):
+        return "worker type %r" % kind.name
+    return "merged process %r (%s)" % (kind.name, ", ".join(kind.members))
+
+
+def _bytes(size):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if size == "infinity" or size.endswith("%"):
+        return None
+    if size[-1] in units:
+        return int(size[:-1]) * units[size[-1]]
+    return int(size)
+
+
+def _why_single(kind):
+    singles = [d.key for d in kind.duties if d.kind == "single"]
+    if singles:
+        return "%s names exactly one instance" % " and ".join(singles)
+    return "%s must run as one process" % ", ".join(kind.limited_by)
 
 
 def _vstr(version):

@@ -213,12 +213,11 @@ def test_sticky_keys():
 def test_catalogue_is_consistent():
     assert SYNAPSE_VERSION.count(".") == 2
     for wtype in WORKER_TYPES.values():
-        for group in wtype.serves:
-            assert group in ENDPOINT_GROUPS and group in ROUTING_ORDER
         for stream in wtype.streams:
             assert stream in STREAMS
     assert set(ROUTING_ORDER) == set(ENDPOINT_GROUPS)
     for group in ENDPOINT_GROUPS.values():
+        assert group.prefer and set(group.prefer) <= set(WORKER_TYPES), group.name
         for pattern in group.patterns:
             assert pattern.startswith("^/")
 
