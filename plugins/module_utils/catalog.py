@@ -88,7 +88,10 @@ Duty = namedtuple("Duty", "key kind")
 #                  the instances of the best-ranked type the plan has (writers before generic
 #                  pools), and stays on main when the plan has none of them
 #   patterns:      anchored regular expressions, as in Synapse's docs/workers.md
-EndpointGroup = namedtuple("EndpointGroup", "name entrypoints methods sticky main_fallback prefer patterns")
+#   without_query: the group only takes requests that lack this query parameter (initial
+#                  syncs are /sync requests without "since")
+EndpointGroup = namedtuple("EndpointGroup", "name entrypoints methods sticky main_fallback prefer patterns "
+                                            "without_query", defaults=(None,))
 
 _V = r"(api/v1|r0|v3|unstable)"
 _V3 = r"(r0|v3|unstable)"
@@ -150,10 +153,13 @@ ENDPOINT_GROUPS = dict((g.name, g) for g in [
         r"^/_matrix/client/(api/v1|r0|v3)/events$",
         r"^/_matrix/client/unstable/org\.matrix\.simplified_msc3575/sync$",
     )),
+    # Initial syncs (a /sync without "since", and the legacy initialSync) in a pool of their own,
+    # so that they do not slow down the incremental syncs of everyone else.
     EndpointGroup("initial_sync", ("client",), (), "user", True, ("initial_synchrotron", "synchrotron"), (
+        r"^/_matrix/client/(r0|v3)/sync$",
         r"^/_matrix/client/(api/v1|r0|v3)/initialSync$",
         r"^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$",
-    )),
+    ), "since"),
     EndpointGroup("room_messages", ("client",), (), "room", True, ("client_reader",), (
         r"^/_matrix/client/" + _V + r"/rooms/[^/]+/messages$",
     )),
@@ -249,7 +255,7 @@ ENDPOINT_GROUPS = dict((g.name, g) for g in [
 # the GET-only reads, typing and receipts before room reads), messages before room reads.
 ROUTING_ORDER = (
     "media", "sso", "typing", "to_device", "account_data", "receipts", "presence", "push_rules",
-    "device_lists", "sync", "initial_sync", "room_messages", "event_send", "encryption", "login",
+    "device_lists", "initial_sync", "sync", "room_messages", "event_send", "encryption", "login",
     "user_directory", "client_read_get", "client_read", "federation_inbound", "federation_read",
 )
 

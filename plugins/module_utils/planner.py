@@ -598,6 +598,7 @@ class _Planner(object):
                 "entrypoints": list(group.entrypoints),
                 "methods": list(group.methods),
                 "patterns": list(group.patterns),
+                "without_query": group.without_query,
                 "sticky": group.sticky,
                 "worker_type": servers[0]["type"].name,
                 "servers": [{"name": i["name"], "address": i["address"], "port": i["ports"]["http"]}

@@ -37,10 +37,14 @@ def worker(result, name):
 def route_for(result, path, method="GET", entrypoint="client"):
     """Which processes the routing table sends a request to (first match wins, else main)."""
     import re
+    path, _, query = path.partition("?")
+    params = set(part.split("=")[0] for part in query.split("&") if part)
     for route in result["routes"]["routes"]:
         if entrypoint not in route["entrypoints"]:
             continue
         if route["methods"] and method not in route["methods"]:
+            continue
+        if route.get("without_query") in params:
             continue
         if any(re.search(p, path) for p in route["patterns"]):
             return [s["name"] for s in route["servers"]]

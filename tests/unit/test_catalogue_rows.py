@@ -263,3 +263,12 @@ def test_placement_on_another_host():
     assert sorted(result["hosts"]) == ["hs1", "hs2"]
     for w in sync:
         assert w["config"]["worker_listeners"][0]["bind_addresses"] == ["10.0.0.11"]
+
+
+def test_initial_syncs_in_their_own_pool():
+    result = planned({"synchrotron": 2, "initial_synchrotron": 1})
+    assert route_for(result, "/_matrix/client/v3/sync?since=s1_2&timeout=30000") == ["synchrotron1", "synchrotron2"]
+    assert route_for(result, "/_matrix/client/v3/sync?timeout=0") == ["initial_synchrotron1"]
+    assert route_for(result, "/_matrix/client/v3/sync") == ["initial_synchrotron1"]
+    only_sync = planned({"synchrotron": 2})
+    assert route_for(only_sync, "/_matrix/client/v3/sync") == ["synchrotron1", "synchrotron2"]
