@@ -86,3 +86,21 @@ def test_no_secret_in_shared_config(host):
             secret = host.file(f"/etc/matrix-synapse/secrets/{name}").content_string.strip()
             assert len(secret) >= 32
             assert secret not in text, name
+
+
+def test_well_known_delegation(client_api):
+    server = client_api.get("/.well-known/matrix/server")
+    assert server.status == 200 and server.json() == {"m.server": "matrix.test:443"}
+    client = client_api.get("/.well-known/matrix/client")
+    assert client.status == 200 and client.json() == {"m.homeserver": {"base_url": "https://matrix.test"}}
+
+
+def test_admin_api_restricted_to_admin_networks(host, client_api):
+    # From the controller (through Docker's bridge, inside 172.16.0.0/12): allowed.
+    assert client_api.get("/_synapse/admin/v1/server_version").status == 200
+    # From the host itself (127.0.0.1, not in the list): refused by the proxy.
+    code = host.check_output(
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/_synapse/admin/v1/server_version")
+    assert code == "403"
+    code = host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/_matrix/client/versions")
+    assert code == "200"
