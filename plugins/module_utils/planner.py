@@ -324,6 +324,7 @@ class _Planner(object):
             raise PlanError(self.errors)
 
         instances = self.instances(groups, hosts)
+        self.check_media_placement(instances)
         self.assign_ports(instances, base, main_host, client_port, replication_port, metrics_port,
                           redis, database, proxy)
         if self.errors:
@@ -387,6 +388,15 @@ class _Planner(object):
                            % (inst["name"], seen[inst["name"]]))
             seen.setdefault(inst["name"], inst["group"])
         return result
+
+    def check_media_placement(self, instances):
+        """All media workers share one media store: on one host, or on a store every host mounts."""
+        media_hosts = sorted(set(i["host"] for i in instances if i["type"].worker_config.get("enable_media_repo")))
+        if len(media_hosts) > 1 and not self.wish.get("media_store_shared"):
+            self.error("workers.media_repository.host",
+                       "media workers are placed on several hosts (%s) but Synapse needs them to share "
+                       "one media store; put them on one host, or mount one store on every media host "
+                       "at the same path and set media_store_shared: true" % ", ".join(media_hosts))
 
     def assign_ports(self, instances, base, main_host, client_port, replication_port, metrics_port,
                      redis, database, proxy):

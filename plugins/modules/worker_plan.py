@@ -100,6 +100,20 @@ options:
         and keys the planner owns.
     type: dict
     default: {}
+  metrics:
+    description: Give main and every worker a metrics listener (and set C(enable_metrics)).
+    type: bool
+    default: false
+  allow_experimental:
+    description: Allow worker types Synapse marks experimental (the thread subscriptions writer).
+    type: bool
+    default: false
+  media_store_shared:
+    description:
+      - Declare that every host running media workers mounts one shared media store at the same
+        path. Without it, media workers placed on several hosts are refused.
+    type: bool
+    default: false
 notes:
   - Secrets are not inputs; roles merge them into the rendered files.
 """
@@ -191,6 +205,9 @@ def main():
             database=dict(type="dict", default={}),
             proxy=dict(type="dict", default={}),
             extra_config=dict(type="dict", default={}),
+            metrics=dict(type="bool", default=False),
+            allow_experimental=dict(type="bool", default=False),
+            media_store_shared=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -272,3 +272,16 @@ def test_initial_syncs_in_their_own_pool():
     assert route_for(result, "/_matrix/client/v3/sync") == ["initial_synchrotron1"]
     only_sync = planned({"synchrotron": 2})
     assert route_for(only_sync, "/_matrix/client/v3/sync") == ["synchrotron1", "synchrotron2"]
+
+
+def test_media_workers_on_several_hosts_need_a_shared_store():
+    from ansible_collections.matrixops.synapse.plugins.module_utils.planner import PlanError
+    hosts = {"hs2": {"address": "10.0.0.11"}}
+    wish = {"media_repository": 1, "media2": {"types": ["media_repository"], "host": "hs2"}}
+    with pytest.raises(PlanError) as err:
+        planned(wish, hosts=hosts)
+    assert "workers.media_repository.host" in err.value.format() and "media_store_shared" in err.value.format()
+    result = planned(wish, hosts=hosts, media_store_shared=True)
+    assert result["shared_config"]["media_instance_running_background_jobs"] == "media21"
+    # All on one other host: fine without a shared store.
+    assert planned({"media_repository": {"count": 2, "host": "hs2"}}, hosts=hosts)
