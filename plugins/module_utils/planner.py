@@ -21,6 +21,7 @@ from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
 DEFAULTS = {
     "synapse_version": SYNAPSE_VERSION,
     "worker_port_base": 18100,
+    "worker_port_block": 100,
     "config_dir": "/etc/matrix-synapse",
     "main": {"client_port": 8008, "replication_port": 9093, "metrics_port": 9000, "client_bind": None},
     "redis": {"port": 6379},
@@ -427,21 +428,35 @@ class _Planner(object):
         reserve(proxy_host, self.port("proxy.federation_port", proxy["federation_port"]),
                 "the proxy (federation entrypoint)", "proxy.federation_port")
 
-        next_port = {}
+        # Stable ports: every entry of the wish owns a block of ``block`` ports on its host (catalogue
+        # types in catalogue order, then merged processes by name), so scaling one entry never
+        # moves the ports, and so the configs and routes, of another.
+        block = self.wish.get("worker_port_block", DEFAULTS["worker_port_block"])
+        if not _is_int(block) or not 1 <= block <= 10000:
+            self.error("worker_port_block", "must be an integer from 1 to 10000, got %r" % (block,))
+            return
+        merged = sorted(set(i["group"] for i in instances if i["group"] not in WORKER_TYPES))
+        slots = dict((key, n) for n, key in enumerate(list(WORKER_TYPES) + merged))
+        index = {}
         for inst in instances:
-            host = inst["host"]
+            host, group = inst["host"], inst["group"]
             needs = ["http"] + (["replication"] if inst["type"].streams else []) + \
                 (["metrics"] if self.metrics else [])
+            k = index.get((host, group), 0)
+            index[(host, group)] = k + 1
+            if (k + 1) * len(needs) > block:
+                self.error("workers.%s.count" % group, "%d instances on host %s need more than the %d ports "
+                           "each entry gets; raise worker_port_block" % (k + 1, host, block))
+                return
+            first = base + slots[group] * block + k * len(needs)
+            if first + len(needs) - 1 > 65535:
+                self.error("worker_port_base", "ports of workers.%s on host %s would pass 65535; lower "
+                           "worker_port_base or worker_port_block" % (group, host))
+                return
             inst["ports"] = {}
-            for kind in needs:
-                port = next_port.get(host, base)
-                next_port[host] = port + 1
-                if port > 65535:
-                    self.error("worker_port_base", "too many workers on host %s for ports from %d; "
-                               "lower worker_port_base" % (host, base))
-                    return
-                inst["ports"][kind] = port
-                reserve(host, port, "worker %s (%s listener)" % (inst["name"], kind), "worker_port_base")
+            for offset, kind in enumerate(needs):
+                inst["ports"][kind] = first + offset
+                reserve(host, first + offset, "worker %s (%s listener)" % (inst["name"], kind), "worker_port_base")
 
     def listeners(self, inst):
         wtype = inst["type"]

@@ -74,6 +74,13 @@ options:
     description: First port given to workers on each host; ports count up from it.
     type: int
     default: 18100
+  worker_port_block:
+    description:
+      - Ports each entry of O(workers) owns on its host, from O(worker_port_base) on (catalogue
+        types in catalogue order, then merged processes by name). Scaling one entry never moves
+        the ports of another. Raise it for more instances of one entry on one host.
+    type: int
+    default: 100
   config_dir:
     description: Directory holding Synapse's configuration on the hosts.
     type: str
@@ -200,6 +207,7 @@ def main():
             )),
             hosts=dict(type="dict", default={}),
             worker_port_base=dict(type="int", default=18100),
+            worker_port_block=dict(type="int", default=100),
             config_dir=dict(type="str", default="/etc/matrix-synapse"),
             redis=dict(type="dict", default={}),
             database=dict(type="dict", default={}),

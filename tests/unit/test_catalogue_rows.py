@@ -259,7 +259,7 @@ def test_placement_on_another_host():
                      hosts={"hs2": {"address": "10.0.0.11"}})
     sync = [w for w in result["workers"] if w["type"] == "synchrotron"]
     assert {w["host"] for w in sync} == {"hs2"} and {w["address"] for w in sync} == {"10.0.0.11"}
-    assert [w["ports"]["http"] for w in sync] == [18100, 18101]  # ports count per host
+    assert [w["ports"]["http"] for w in sync] == [19600, 19601]  # synchrotron's block of 100 on hs2
     assert sorted(result["hosts"]) == ["hs1", "hs2"]
     for w in sync:
         assert w["config"]["worker_listeners"][0]["bind_addresses"] == ["10.0.0.11"]

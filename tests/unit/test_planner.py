@@ -49,8 +49,16 @@ def test_ports_unique_per_host_and_clear_of_main():
     seen = [(row["host"], row["port"]) for row in result["ports"]]
     assert len(seen) == len(set(seen))
     worker_ports = [row["port"] for row in result["ports"] if row["process"] != "main"]
-    assert min(worker_ports) == 18100
+    assert min(worker_ports) >= 18100
     assert 8008 not in worker_ports and 9093 not in worker_ports
+
+
+def test_ports_are_stable_when_another_entry_scales():
+    before = planned(SKELETON)
+    after = planned(dict(SKELETON, pusher=3, client_reader=4, media_repository=2))
+    for w in before["workers"]:
+        again = [a for a in after["workers"] if a["name"] == w["name"]][0]
+        assert again["ports"] == w["ports"] and again["config"] == w["config"], w["name"]
 
 
 def test_stream_writers_and_instance_map():

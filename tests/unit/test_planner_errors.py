@@ -13,10 +13,10 @@ BAD = [
     ({"workers": {"synchrotron": {"count": 2, "replicas": 3}}}, "workers.synchrotron", "unknown option"),
     ({"workers": {"background": 2}}, "workers.background.count", "at most 1"),
     ({"workers": {"synchrotron": {"count": 1, "host": "nowhere"}}}, "workers.synchrotron.host", "unknown host"),
-    ({"workers": {"synchrotron": 2}, "worker_port_base": 8007}, "worker_port_base", "port 8008"),
-    ({"workers": {"event_persister": 1}, "worker_port_base": 9093}, "worker_port_base", "port 9093"),
-    ({"workers": {"synchrotron": 1}, "worker_port_base": 6379}, "worker_port_base", "redis"),
-    ({"workers": {"synchrotron": 1}, "worker_port_base": 8080}, "worker_port_base", "proxy"),
+    ({"workers": {"background": 1, "appservice": 1}, "worker_port_base": 7908}, "worker_port_base", "port 8008"),
+    ({"workers": {"event_persister": 1}, "worker_port_base": 8593}, "worker_port_base", "port 9093"),
+    ({"workers": {"appservice": 1}, "worker_port_base": 6379}, "worker_port_base", "redis"),
+    ({"workers": {"appservice": 1}, "worker_port_base": 8080}, "worker_port_base", "proxy"),
     ({"workers": {"synchrotron": 1}, "worker_port_base": 80}, "worker_port_base", "between 1024"),
     ({"main": {"replication_port": 8008}}, "main.replication_port", "already used"),
     ({"main": {"address": "0.0.0.0"}}, "main.address", "wildcard"),
@@ -87,12 +87,14 @@ BAD = [
     ({"extra_config": {"federation_sender_instances": ["x"]}}, "extra_config.federation_sender_instances",
      "computed by"),
     # Ports on one host.
-    ({"workers": {"synchrotron": 1}, "worker_port_base": 5432}, "worker_port_base", "postgresql"),
-    ({"workers": {"synchrotron": 1}, "worker_port_base": 8448}, "worker_port_base", "federation entrypoint"),
+    ({"workers": {"appservice": 1}, "worker_port_base": 5432}, "worker_port_base", "postgresql"),
+    ({"workers": {"appservice": 1}, "worker_port_base": 8448}, "worker_port_base", "federation entrypoint"),
     ({"workers": {"synchrotron": 1}, "worker_port_base": 65600}, "worker_port_base", "between 1024"),
     ({"redis": {"port": 8008}}, "redis.port", "already used"),
     ({"proxy": {"client_port": 70000}}, "proxy.client_port", "between 1 and 65535"),
     ({"hosts": {"hs2": {"address": "::"}}}, "hosts.hs2.address", "wildcard"),
+    ({"workers": {"synchrotron": 101}}, "workers.synchrotron.count", "worker_port_block"),
+    ({"worker_port_block": 0}, "worker_port_block", "1 to 10000"),
 ]
 
 

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: matrixops.synapse contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which processes a change between two plans must restart, and in which order.
+
+Pure logic over two results of ``planner.plan``: the plan deployed now (``old``, None on a
+fresh host) and the plan about to be applied (``new``). Synapse's rules (docs/workers.md):
+
+- the set of writers of a stream changes (events sharded by room, the other multi-writer
+  streams by their id generators): every process must restart, the writers of the changed
+  streams stopped together first, then started, then main, then every other worker;
+- ``federation_sender_instances`` changes: stop every federation sender together, then start;
+- ``pusher_instances`` changes: restart main and every pusher;
+- a single-instance duty moves (user directory, appservices, background tasks, media jobs):
+  restart main and the old and new holders;
+- any other change of the shared config: restart every process, main first;
+- a worker's own config changes: restart that worker alone, one at a time (rolling);
+- new workers start, removed workers stop; nothing else is disturbed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN
+
+LIST_DUTIES = ("federation_sender_instances", "pusher_instances")
+SINGLE_DUTIES = ("update_user_directory_from_worker", "notify_appservices_from_worker",
+                 "run_background_tasks_on", "media_instance_running_background_jobs")
+# Shared keys whose change is handled by a specific rule above.
+_RULED = ("stream_writers", "instance_map") + LIST_DUTIES + SINGLE_DUTIES
+
+
+def _workers(plan):
+    return dict((w["name"], w) for w in (plan or {}).get("workers", []))
+
+
+def _names(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def restart_plan(old, new):
+    """Return ``{"added", "removed", "reconfigured", "reasons", "steps"}``.
+
+    ``steps`` is an ordered list of ``{"action": "stop"|"start"|"restart", "units": [...],
+    "rolling": bool}``; an empty list means nothing restarts.
+    """
+    new_workers = _workers(new)
+    old_workers = _workers(old)
+    added = sorted(set(new_workers) - set(old_workers))
+    removed = sorted(set(old_workers) - set(new_workers))
+    kept = sorted(set(new_workers) & set(old_workers))
+    reconfigured = [n for n in kept if new_workers[n]["config"] != old_workers[n]["config"]
+                    or new_workers[n].get("systemd") != old_workers[n].get("systemd")]
+    result = {"added": added, "removed": removed, "reconfigured": reconfigured, "reasons": [], "steps": []}
+    if old is None:
+        result["reasons"].append("first deployment: start everything, main first")
+        result["steps"] = [_step("start", [MAIN]), _step("start", sorted(new_workers))]
+        return result
+
+    old_shared = old.get("shared_config", {})
+    new_shared = new.get("shared_config", {})
+    steps = []
+    full = False       # every process restarts
+    main = False       # main restarts
+    restart = set()    # kept workers to restart together (not rolling)
+
+    old_writers = old_shared.get("stream_writers", {})
+    new_writers = new_shared.get("stream_writers", {})
+    changed_streams = sorted(s for s in set(old_writers) | set(new_writers)
+                             if old_writers.get(s) != new_writers.get(s))
+    if changed_streams:
+        full = True
+        writers = set()
+        for stream in changed_streams:
+            writers |= set(old_writers.get(stream, [])) | set(new_writers.get(stream, []))
+        writers.discard("master")
+        result["reasons"].append("writers of %s changed: stop those writers together, start them, then "
+                                 "restart main and every other worker" % ", ".join(changed_streams))
+        stopping = sorted(w for w in writers if w in old_workers)
+        starting = sorted(w for w in writers if w in new_workers)
+        if stopping:
+            steps.append(_step("stop", stopping))
+        if starting:
+            steps.append(_step("start", starting))
+        handled = set(stopping) | set(starting)
+    else:
+        handled = set()
+
+    senders_old = _names(old_shared.get("federation_sender_instances"))
+    senders_new = _names(new_shared.get("federation_sender_instances"))
+    if senders_old != senders_new:
+        result["reasons"].append("federation_sender_instances changed: stop every federation sender "
+                                 "together, then start them")
+        stopping = sorted(n for n in senders_old if n not in handled)
+        starting = sorted(n for n in senders_new if n not in handled)
+        if stopping:
+            steps.append(_step("stop", stopping))
+        if starting:
+            steps.append(_step("start", starting))
+        handled |= set(stopping) | set(starting)
+
+    pushers_old = _names(old_shared.get("pusher_instances"))
+    pushers_new = _names(new_shared.get("pusher_instances"))
+    if pushers_old != pushers_new:
+        main = True
+        restart |= set(n for n in pushers_old + pushers_new if n in new_workers and n in old_workers)
+        result["reasons"].append("pusher_instances changed: restart main and every pusher")
+
+    for key in SINGLE_DUTIES:
+        if old_shared.get(key) != new_shared.get(key):
+            main = True
+            restart |= set(n for n in _names(old_shared.get(key)) + _names(new_shared.get(key))
+                           if n in new_workers and n in old_workers)
+            result["reasons"].append("%s moved: restart main and its old and new holder" % key)
+
+    rest_old = dict((k, v) for k, v in old_shared.items() if k not in _RULED)
+    rest_new = dict((k, v) for k, v in new_shared.items() if k not in _RULED)
+    if rest_old != rest_new:
+        full = True
+        keys = sorted(k for k in set(rest_old) | set(rest_new) if rest_old.get(k) != rest_new.get(k))
+        result["reasons"].append("shared settings changed (%s): restart every process, main first"
+                                 % ", ".join(keys))
+
+    # Removed workers stop before anything else happens to the rest.
+    if removed:
+        steps.insert(0, _step("stop", [n for n in removed if n not in handled]))
+        handled |= set(removed)
+        result["reasons"].append("workers removed: stop %s" % ", ".join(removed))
+
+    if full:
+        steps.append(_step("restart", [MAIN]))
+        others = sorted(n for n in new_workers if n not in handled and n not in added)
+        if others:
+            steps.append(_step("restart", others))
+        handled |= set(others)
+    elif main:
+        steps.append(_step("restart", [MAIN]))
+    together = sorted(n for n in restart if n not in handled)
+    if together:
+        steps.append(_step("restart", together))
+        handled |= set(together)
+    rolling = [n for n in reconfigured if n not in handled]
+    if rolling:
+        steps.append(_step("restart", rolling, rolling=True))
+        result["reasons"].append("own config of %s changed: restart each alone, one at a time"
+                                 % ", ".join(rolling))
+        handled |= set(rolling)
+    fresh = [n for n in added if n not in handled]
+    if fresh:
+        steps.append(_step("start", fresh))
+        result["reasons"].append("workers added: start %s" % ", ".join(fresh))
+    result["steps"] = [s for s in steps if s["units"]]
+    return result
+
+
+def _step(action, units, rolling=False):
+    return {"action": action, "units": list(units), "rolling": rolling}
