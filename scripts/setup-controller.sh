@@ -5,9 +5,11 @@
 . "$(dirname "$0")/lib.sh"
 
 need_apt=()
-command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
-command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
-command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+if [[ ${MATRIXOPS_WITH_DOCKER:-1} != 0 ]]; then
+  command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+  command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+  command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+fi
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

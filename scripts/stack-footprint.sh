@@ -14,8 +14,12 @@ for unit in $(systemctl list-units --no-legend --plain --type=service "matrix-sy
   printf "%-52s %6d MiB\n" "$unit" $((bytes / 1048576))
 done
 printf "%-52s %6d MiB\n" "total (all units)" $((total / 1048576))
-rss=$(ps -eo rss=,args= | awk "/python -m synapse\\.app\\./ && !/awk/ {s+=\$1; n++} END {printf \"%d processes, %d MiB\", n, s/1024}")
-printf "%-52s %s\n" "Synapse processes RSS" "$rss"
+rss=0; pss=0; n=0
+for pid in $(pgrep -f "python -m synapse\\.app\\."); do
+  read -r r p < <(awk "/^Rss:/ {r=\$2} /^Pss:/ {p=\$2} END {print r, p}" /proc/$pid/smaps_rollup 2>/dev/null) || continue
+  rss=$((rss + r)); pss=$((pss + p)); n=$((n + 1))
+done
+printf "%-52s %d processes: RSS %d MiB, PSS %d MiB (shared pages counted once)\n" "Synapse" $n $((rss / 1024)) $((pss / 1024))
 '
 if [[ $target == - ]]; then
   bash -c "$probe"

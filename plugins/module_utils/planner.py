@@ -590,8 +590,9 @@ class _Planner(object):
             "cp_min": database["cp_min"],
             "cp_max": database["cp_max"],
             "connections_needed": needed,
-            # PostgreSQL's own default is 100; never size below it.
-            "max_connections": declared if declared is not None else max(100, needed),
+            # Rounded up to the next hundred (PostgreSQL's own default is the floor): adding a
+            # worker or two then does not change it, and so does not restart PostgreSQL.
+            "max_connections": declared if declared is not None else max(100, -(-needed // 100) * 100),
         }
 
     def port_table(self, instances, main_host, client_port, replication_port, metrics_port):

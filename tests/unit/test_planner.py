@@ -161,9 +161,12 @@ def test_database_sizing():
     processes = 1 + sum(SKELETON.values())
     assert result["database"]["processes"] == processes
     assert result["database"]["connections_needed"] == processes * 10 + 20
-    assert result["database"]["max_connections"] == max(100, processes * 10 + 20)
+    assert result["database"]["max_connections"] == 200  # 130 needed, rounded up to a hundred
     big = planned({"synchrotron": 30}, database={"cp_max": 10})
-    assert big["database"]["max_connections"] == 31 * 10 + 20
+    assert big["database"]["max_connections"] == 400  # 31 * 10 + 20 = 330
+    assert planned({"synchrotron": 1})["database"]["max_connections"] == 100
+    # One more worker does not move it (no PostgreSQL restart when scaling a little).
+    assert planned(dict(SKELETON, synchrotron=3))["database"]["max_connections"] == 200
 
 
 def test_c14_declared_limit_too_small_is_refused():
