@@ -320,6 +320,7 @@ class _Planner(object):
         self.check_extra_keys("extra_config", extra)
 
         groups = self.normalise_workers(hosts, main_host)
+        self.check_type_totals(groups)
         self.check_version(version, groups)
         if self.errors:
             raise PlanError(self.errors)
@@ -390,11 +391,28 @@ class _Planner(object):
             seen.setdefault(inst["name"], inst["group"])
         return result
 
+    def check_type_totals(self, groups):
+        """A type's instance limit holds across every entry that runs it, merged ones included."""
+        totals = {}
+        for group in groups:
+            for member in group["kind"].members:
+                entry = totals.setdefault(member, [0, []])
+                entry[0] += group["count"]
+                if group["count"]:
+                    entry[1].append(group["key"])
+        for member, (total, keys) in sorted(totals.items()):
+            row = WORKER_TYPES[member]
+            if len(keys) > 1 and row.max_count is not None and total > row.max_count:
+                self.error("workers.%s.count" % "/".join(keys),
+                           "worker type %r allows at most %d instance(s) (%s), but these entries run %d; "
+                           "keep it in one entry" % (member, row.max_count, _why_single(Kind(member, [row])), total))
+
     def check_media_placement(self, instances):
         """All media workers share one media store: on one host, or on a store every host mounts."""
-        media_hosts = sorted(set(i["host"] for i in instances if i["type"].worker_config.get("enable_media_repo")))
+        media = [i for i in instances if i["type"].worker_config.get("enable_media_repo")]
+        media_hosts = sorted(set(i["host"] for i in media))
         if len(media_hosts) > 1 and not self.wish.get("media_store_shared"):
-            self.error("workers.media_repository.host",
+            self.error("workers.%s.host" % "/".join(sorted(set(i["group"] for i in media))),
                        "media workers are placed on several hosts (%s) but Synapse needs them to share "
                        "one media store; put them on one host, or mount one store on every media host "
                        "at the same path and set media_store_shared: true" % ", ".join(media_hosts))
@@ -551,6 +569,10 @@ class _Planner(object):
                 shared[duty.key] = names[0]
         if any(i["type"].worker_config.get("enable_media_repo") for i in instances):
             shared["enable_media_repo"] = False
+        else:
+            # Main serves media. Every worker loads the media repository too when the shared
+            # config enables it: pin its background jobs (cleanups, previews) to main (C11).
+            shared["media_instance_running_background_jobs"] = MAIN_WRITER
         return shared
 
     def check_writers(self, shared, instances, version):

@@ -280,8 +280,21 @@ def test_media_workers_on_several_hosts_need_a_shared_store():
     wish = {"media_repository": 1, "media2": {"types": ["media_repository"], "host": "hs2"}}
     with pytest.raises(PlanError) as err:
         planned(wish, hosts=hosts)
-    assert "workers.media_repository.host" in err.value.format() and "media_store_shared" in err.value.format()
+    assert "workers.media2/media_repository.host" in err.value.format() and "media_store_shared" in err.value.format()
     result = planned(wish, hosts=hosts, media_store_shared=True)
     assert result["shared_config"]["media_instance_running_background_jobs"] == "media21"
     # All on one other host: fine without a shared store.
     assert planned({"media_repository": {"count": 2, "host": "hs2"}}, hosts=hosts)
+
+
+def test_type_limit_holds_across_entries():
+    from ansible_collections.matrixops.synapse.plugins.module_utils.planner import PlanError
+    with pytest.raises(PlanError) as err:
+        planned({"sso_login": 1, "web": {"types": ["sso_login", "client_reader"]}})
+    assert "workers.sso_login/web.count" in err.value.format()
+
+
+def test_media_jobs_pinned_to_main_without_media_workers():
+    shared = planned({"client_reader": 2})["shared_config"]
+    assert shared["enable_media_repo"] is True
+    assert shared["media_instance_running_background_jobs"] == "master"
