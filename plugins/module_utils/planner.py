@@ -286,6 +286,8 @@ class _Planner(object):
         redis = self.section("redis")
         database = self.section("database")
         proxy = self.section("proxy")
+        if proxy.get("address") is not None:
+            self.address("proxy.address", proxy["address"])
         main_host = main.get("host")
         if not isinstance(main_host, str) or not main_host:
             self.error("main.host", "must name the inventory host of the main process")
@@ -352,7 +354,8 @@ class _Planner(object):
             "shared_config": shared,
             "workers": [self.worker_entry(i) for i in instances],
             "ports": self.port_table(instances, main_host, client_port, replication_port, metrics_port),
-            "routes": self.routes(instances, main_address, client_port, proxy),
+            "routes": self.routes(instances, main_address, client_port, proxy,
+                                  proxy.get("address") or hosts.get(proxy.get("host")) or main_address),
             "database": db_plan,
             "hosts": sorted(set([main_host] + [i["host"] for i in instances])),
         }
@@ -629,7 +632,7 @@ class _Planner(object):
                 table.append({"host": inst["host"], "port": port, "process": inst["name"], "listener": kind})
         return sorted(table, key=lambda row: (row["host"], row["port"]))
 
-    def routes(self, instances, main_address, client_port, proxy):
+    def routes(self, instances, main_address, client_port, proxy, proxy_address):
         """The ordered routing table: per endpoint group, the processes of the best-ranked kind
         the plan has among the kinds that can serve it (writers before generic pools)."""
         routes = []
@@ -656,6 +659,10 @@ class _Planner(object):
         return {
             "main": {"name": MAIN, "address": main_address, "port": client_port},
             "entrypoints": {"client": proxy["client_port"], "federation": proxy["federation_port"]},
+            # The homeserver URL for everything running beside Synapse (bridges, bots,
+            # integrations, admin scripts): the router, never main's own listener, which
+            # cannot serve what moved to workers (media, stream writers' endpoints) (C15).
+            "internal_url": "http://%s:%d" % (_url_host(proxy_address), proxy["client_port"]),
             "routes": routes,
         }
 

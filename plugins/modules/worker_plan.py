@@ -98,7 +98,11 @@ options:
     type: dict
     default: {}
   proxy:
-    description: Where the routing proxy runs (C(host)) and its C(client_port) and C(federation_port).
+    description:
+      - Where the routing proxy runs (C(host), and C(address), the private address other
+        services on the network reach it on) and its C(client_port) and C(federation_port).
+      - The result's C(routes.internal_url) is built from them: the homeserver URL to give
+        bridges, bots and other services that run beside Synapse.
     type: dict
     default: {}
   extra_config:
@@ -175,6 +179,8 @@ routes:
   description:
     - "The routing table for the proxy, main's upstream and the entrypoint ports. Routes are
       ordered: the first route whose method and pattern match wins; unmatched requests go to main."
+    - "C(internal_url) is the router's client entrypoint on the proxy's private address: the
+      homeserver URL for services beside Synapse (never main's own listener)."
   returned: success
   type: dict
 database:

@@ -248,3 +248,23 @@ def test_module_returns_plan(monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["changed"] is False
     assert [w["name"] for w in out["workers"]] == ["synchrotron1"]
+
+
+def test_c15_services_beside_synapse_get_the_router_not_main():
+    """Bridges and bots must talk to the router: main alone 404s what moved to workers."""
+    result = planned({"media_repository": 1, "typing_persister": 1})
+    routes = result["routes"]
+    assert routes["internal_url"] == "http://10.0.0.10:8080"
+    main_listener = result["shared_config"]["listeners"][0]
+    assert "client" in main_listener["resources"][0]["names"]
+    assert routes["internal_url"] != "http://10.0.0.10:%d" % main_listener["port"]
+    assert main_listener["bind_addresses"] == ["10.0.0.10"]  # never 0.0.0.0: not handed out
+    assert route_for(result, "/_matrix/media/v3/upload", "POST") == ["media_repository1"]
+    assert route_for(result, "/_matrix/client/v3/rooms/!r:example.org/typing/@u:example.org",
+                     "PUT") == ["typing_persister1"]
+
+
+def test_c15_router_on_its_own_host():
+    result = planned({"synchrotron": 1}, hosts={"hs1": {"address": "10.0.0.10"}},
+                     proxy={"host": "edge", "address": "10.0.0.30", "client_port": 8081})
+    assert result["routes"]["internal_url"] == "http://10.0.0.30:8081"

@@ -93,6 +93,7 @@ BAD = [
     ({"redis": {"port": 8008}}, "redis.port", "already used"),
     ({"proxy": {"client_port": 70000}}, "proxy.client_port", "between 1 and 65535"),
     ({"hosts": {"hs2": {"address": "::"}}}, "hosts.hs2.address", "wildcard"),
+    ({"proxy": {"address": "0.0.0.0"}}, "proxy.address", "wildcard"),
     ({"workers": {"synchrotron": 101}}, "workers.synchrotron.count", "worker_port_block"),
     ({"worker_port_block": 0}, "worker_port_block", "1 to 10000"),
 ]

@@ -35,3 +35,6 @@ client_api = _default.client_api
 federation_api = _default.federation_api
 wait = _default.wait
 deployed = _default.deployed
+register = _default.register
+registration_secret = _default.registration_secret
+served_by = _default.served_by

@@ -174,3 +174,55 @@ def deployed(host: Any) -> Deployed:
             if n.endswith(".yaml")
         }
     return Deployed(shared, workers)
+
+
+# --------------------------------------------------------------------------- users and logs
+
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+
+
+def registration_secret(host: Any) -> str:
+    """The shared registration secret the playbook generated on the host."""
+    with host.sudo():
+        return host.file("/etc/matrix-synapse/secrets/registration_shared_secret").content_string.strip()
+
+
+def register(client_api: HttpClient, shared_secret: str, localpart: str, password: str,
+             admin: bool = False) -> dict[str, Any]:
+    """Shared-secret registration (Synapse's admin API), as register_new_matrix_user does it.
+
+    Returns Synapse's answer: user_id, access_token, device_id.
+    """
+    nonce = client_api.get("/_synapse/admin/v1/register").json()["nonce"]
+    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(),
+                             b"admin" if admin else b"notadmin"]))
+    resp = client_api.post("/_synapse/admin/v1/register", json_body={
+        "nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": mac.hexdigest()})
+    assert resp.status == 200, resp.body
+    return resp.json()
+
+
+def served_by(host: Any, since: str, needles: dict[str, str]) -> dict[str, set[str]]:
+    """Which Synapse processes logged each request since ``since`` (seconds since the epoch).
+
+    ``needles`` maps a label to a fragment of the access-log request line (for example
+    ``'"GET /_matrix/client/v3/sync?since=... '``); the answer maps each label to the process
+    names ("main" or a worker's name) whose "Processed request" lines contain it.
+    """
+    out = host.check_output(
+        f"journalctl --no-pager -o json --output-fields=_SYSTEMD_UNIT,MESSAGE --since @{since} "
+        "-u matrix-synapse.service -u 'matrix-synapse-worker@*'")
+    served: dict[str, set[str]] = {label: set() for label in needles}
+    for line in out.splitlines():
+        entry = json.loads(line)
+        message = entry.get("MESSAGE")
+        if not isinstance(message, str) or "Processed request" not in message:
+            continue
+        unit = entry.get("_SYSTEMD_UNIT", "")
+        process = unit[len("matrix-synapse-worker@"):-len(".service")] if "@" in unit else "main"
+        for label, needle in needles.items():
+            if needle in message:
+                served[label].add(process)
+    return served

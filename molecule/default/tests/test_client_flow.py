@@ -8,33 +8,19 @@ process served each request group: a route that falls through to main fails the 
 
 import asyncio
 import hashlib
-import hmac
 import os
 import secrets
 
 import pytest
 from nio import AsyncClient, LoginResponse, RoomCreateResponse, SyncResponse, UploadResponse
 
-from conftest import CLIENT_BASE_URL, journal
+from conftest import CLIENT_BASE_URL, journal, register, registration_secret
 
 MESSAGES = 20
 
 
 # Bob's incremental syncs ask for the whole timeline instead of the default 10 latest events.
 SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
-
-
-def register(client_api, shared_secret, localpart, password, admin=False):
-    """Shared-secret registration (Synapse's admin API), as register_new_matrix_user does it."""
-    nonce = client_api.get("/_synapse/admin/v1/register").json()["nonce"]
-    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
-    mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(),
-                             b"admin" if admin else b"notadmin"]))
-    resp = client_api.post("/_synapse/admin/v1/register", json_body={
-        "nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": mac.hexdigest()})
-    assert resp.status == 200, resp.body
-    body = resp.json()
-    return body["user_id"], body["access_token"]
 
 
 async def _flow(alice_id, bob_id, password, payload):
@@ -89,12 +75,12 @@ async def _flow(alice_id, bob_id, password, payload):
 
 @pytest.fixture(scope="module")
 def flow(host, client_api):
-    with host.sudo():
-        shared_secret = host.file("/etc/matrix-synapse/secrets/registration_shared_secret").content_string.strip()
+    shared_secret = registration_secret(host)
     suffix = secrets.token_hex(3)
     password = secrets.token_urlsafe(12)
-    alice, admin_token = register(client_api, shared_secret, f"alice_{suffix}", password, admin=True)
-    bob, _ = register(client_api, shared_secret, f"bob_{suffix}", password)
+    registered = register(client_api, shared_secret, f"alice_{suffix}", password, admin=True)
+    alice, admin_token = registered["user_id"], registered["access_token"]
+    bob = register(client_api, shared_secret, f"bob_{suffix}", password)["user_id"]
     # Twenty messages in a row would hit Synapse's default message rate limit: lift it for Alice.
     resp = client_api.post(f"/_synapse/admin/v1/users/{alice}/override_ratelimit", access_token=admin_token,
                            json_body={"messages_per_second": 0, "burst_count": 0})
