@@ -41,23 +41,44 @@ def _names(value):
     return list(value) if isinstance(value, list) else [value]
 
 
-def restart_plan(old, new):
-    """Return ``{"added", "removed", "reconfigured", "reasons", "steps"}``.
+def restart_plan(old, new, touched=None):
+    """Return ``{"added", "removed", "reconfigured", "reasons", "steps", "upgrade"}``.
 
     ``steps`` is an ordered list of ``{"action": "stop"|"start"|"restart", "units": [...],
     "rolling": bool}``; an empty list means nothing restarts.
+
+    ``touched`` says which files on the hosts changed outside the plan (see
+    ``touched_from_files``): ``{"shared": [paths], "main": [paths], "workers": {name: [paths]}}``.
     """
+    touched = touched or {}
     new_workers = _workers(new)
     old_workers = _workers(old)
-    added = sorted(set(new_workers) - set(old_workers))
-    removed = sorted(set(old_workers) - set(new_workers))
-    kept = sorted(set(new_workers) & set(old_workers))
+    # A worker moved to another host is a new instance there and a removed one where it was.
+    moved = sorted(n for n in set(new_workers) & set(old_workers)
+                   if new_workers[n].get("host") != old_workers[n].get("host"))
+    added = sorted(set(new_workers) - set(old_workers) | set(moved))
+    removed = sorted(set(old_workers) - set(new_workers) | set(moved))
+    kept = sorted(set(new_workers) & set(old_workers) - set(moved))
     reconfigured = [n for n in kept if new_workers[n]["config"] != old_workers[n]["config"]
-                    or new_workers[n].get("systemd") != old_workers[n].get("systemd")]
-    result = {"added": added, "removed": removed, "reconfigured": reconfigured, "reasons": [], "steps": []}
+                    or new_workers[n].get("systemd") != old_workers[n].get("systemd")
+                    or n in touched.get("workers", {})]
+    result = {"added": added, "removed": removed, "reconfigured": reconfigured, "reasons": [], "steps": [],
+              "upgrade": None}
     if old is None:
-        result["reasons"].append("first deployment: start everything, main first")
-        result["steps"] = [_step("start", [MAIN]), _step("start", sorted(new_workers))]
+        # Processes may already run (a host deployed before the plan was recorded): restart,
+        # which starts what is stopped and reloads what runs.
+        result["reasons"].append("no deployed plan recorded: (re)start everything, main first")
+        result["steps"] = [s for s in [_step("restart", [MAIN]), _step("restart", sorted(new_workers))]
+                           if s["units"]]
+        return result
+    if old.get("synapse_version") != new.get("synapse_version"):
+        # Workers must never run schema migrations: main upgrades the database alone.
+        result["upgrade"] = {"from": old.get("synapse_version"), "to": new.get("synapse_version")}
+        result["reasons"].append("Synapse %s -> %s: stop every worker, upgrade, start main and wait until it "
+                                 "is healthy (schema migrations), then start the workers"
+                                 % (old.get("synapse_version"), new.get("synapse_version")))
+        result["steps"] = [s for s in [_step("stop", sorted(old_workers)), _step("restart", [MAIN]),
+                                       _step("start", sorted(new_workers))] if s["units"]]
         return result
 
     old_shared = old.get("shared_config", {})
@@ -123,11 +144,18 @@ def restart_plan(old, new):
         keys = sorted(k for k in set(rest_old) | set(rest_new) if rest_old.get(k) != rest_new.get(k))
         result["reasons"].append("shared settings changed (%s): restart every process, main first"
                                  % ", ".join(keys))
+    if touched.get("shared"):
+        full = True
+        result["reasons"].append("files every process reads changed (%s): restart every process, main first"
+                                 % ", ".join(sorted(touched["shared"])))
+    if touched.get("main") and not full:
+        main = True
+        result["reasons"].append("main's own files changed (%s): restart main" % ", ".join(sorted(touched["main"])))
 
     # Removed workers stop before anything else happens to the rest.
     if removed:
-        steps.insert(0, _step("stop", [n for n in removed if n not in handled]))
-        handled |= set(removed)
+        steps.insert(0, _step("stop", sorted(n for n in removed if n not in handled)))
+        handled |= set(removed) - set(added)  # a moved worker still starts on its new host
         result["reasons"].append("workers removed: stop %s" % ", ".join(removed))
 
     if full:
@@ -154,6 +182,50 @@ def restart_plan(old, new):
         result["reasons"].append("workers added: start %s" % ", ".join(fresh))
     result["steps"] = [s for s in steps if s["units"]]
     return result
+
+
+def touched_from_files(before, now, config_dir, new_plan):
+    """Which processes files changed for, outside what the plan itself says.
+
+    ``before`` and ``now`` map each host to ``{path: checksum}`` of the Synapse files on it
+    (``before`` as recorded with the deployed plan). Files of workers the new plan does not
+    run, or that are new with a new worker, say nothing: those workers stop or start anyway.
+    """
+    workers = dict((w["name"], w["host"]) for w in new_plan.get("workers", []))
+    main_host = new_plan.get("main", {}).get("host")
+    result = {"shared": [], "main": [], "workers": {}}
+    for host in sorted(set(before or {}) | set(now or {})):
+        old_files = (before or {}).get(host, {})
+        new_files = (now or {}).get(host, {})
+        for path in sorted(set(old_files) | set(new_files)):
+            if old_files.get(path) == new_files.get(path):
+                continue
+            owner = process_of_file(path, config_dir)
+            if owner is None:
+                result["shared"].append("%s:%s" % (host, path))
+            elif owner == MAIN:
+                if host == main_host:
+                    result["main"].append(path)
+            elif workers.get(owner) == host and path in old_files:
+                result["workers"].setdefault(owner, []).append(path)
+    return result
+
+
+def process_of_file(path, config_dir):
+    """The one process a Synapse file belongs to (``main`` or a worker's name), or None for
+    files every process on the host reads (shared config, secrets, signing key, the worker
+    unit template)."""
+    config_dir = config_dir.rstrip("/")
+    for prefix, suffix in ((config_dir + "/workers/", ".yaml"), (config_dir + "/log/", ".yaml")):
+        if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
+            return path[len(prefix):-len(suffix)]
+    unit_dir = "/etc/systemd/system/"
+    if path == unit_dir + "matrix-synapse.service" or path.startswith(unit_dir + "matrix-synapse.service.d/"):
+        return MAIN
+    prefix = unit_dir + "matrix-synapse-worker@"
+    if path.startswith(prefix) and ".service.d/" in path:
+        return path[len(prefix):path.index(".service.d/")]
+    return None
 
 
 def _step(action, units, rolling=False):

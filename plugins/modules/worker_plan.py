@@ -101,8 +101,8 @@ options:
     description:
       - Where the routing proxy runs (C(host), and C(address), the private address other
         services on the network reach it on) and its C(client_port) and C(federation_port).
-      - The result's C(routes.internal_url) is built from them: the homeserver URL to give
-        bridges, bots and other services that run beside Synapse.
+      - The result's C(routes.internal_url) is built from them. It is the homeserver URL to
+        give bridges, bots and other services that run beside Synapse.
     type: dict
     default: {}
   extra_config:

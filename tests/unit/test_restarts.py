@@ -18,9 +18,49 @@ def test_no_change_no_restart():
 
 
 def test_first_deployment_starts_main_first():
+    # restart: starts what is stopped, and what already runs (deployed before any record) reloads.
     result = restart_plan(None, planned(BASE))
-    assert result["steps"][0] == {"action": "start", "units": ["main"], "rolling": False}
-    assert result["steps"][1]["action"] == "start" and "synchrotron1" in result["steps"][1]["units"]
+    assert result["steps"][0] == {"action": "restart", "units": ["main"], "rolling": False}
+    assert result["steps"][1]["action"] == "restart" and "synchrotron1" in result["steps"][1]["units"]
+    assert len(result["steps"]) == 2
+
+
+def test_monolith_first_deployment_is_main_alone():
+    assert restart_plan(None, planned({}))["steps"] == [{"action": "restart", "units": ["main"], "rolling": False}]
+
+
+def test_upgrade_stops_workers_then_main_alone_then_workers():
+    old = planned(BASE, synapse_version="1.162.0")
+    new = planned(BASE)
+    result = restart_plan(old, new)
+    workers = sorted(w["name"] for w in new["workers"])
+    assert result["steps"] == [
+        {"action": "stop", "units": workers, "rolling": False},
+        {"action": "restart", "units": ["main"], "rolling": False},
+        {"action": "start", "units": workers, "rolling": False},
+    ]
+    assert result["upgrade"] == {"from": "1.162.0", "to": new["synapse_version"]}
+
+
+def test_worker_moved_to_another_host_is_removed_and_added():
+    hosts = {"hs1": {"address": "10.0.0.10"}, "hs2": {"address": "10.0.0.11"}}
+    old = planned(dict(BASE, client_reader={"count": 1, "host": "hs1"}), hosts=hosts)
+    new = planned(dict(BASE, client_reader={"count": 1, "host": "hs2"}), hosts=hosts)
+    result = restart_plan(old, new)
+    assert result["added"] == result["removed"] == ["client_reader1"]
+    assert result["steps"] == [{"action": "stop", "units": ["client_reader1"], "rolling": False},
+                               {"action": "start", "units": ["client_reader1"], "rolling": False}]
+
+
+def test_files_changed_outside_the_plan():
+    plan = planned(BASE)
+    shared = restart_plan(plan, plan, {"shared": ["hs1:/etc/matrix-synapse/homeserver.yaml"]})["steps"]
+    assert shared[0] == {"action": "restart", "units": ["main"], "rolling": False}
+    assert sorted(shared[1]["units"]) == sorted(w["name"] for w in plan["workers"])
+    main_only = restart_plan(plan, plan, {"main": ["/etc/matrix-synapse/log/main.yaml"]})["steps"]
+    assert main_only == [{"action": "restart", "units": ["main"], "rolling": False}]
+    own = restart_plan(plan, plan, {"workers": {"synchrotron2": ["/etc/matrix-synapse/log/synchrotron2.yaml"]}})
+    assert own["steps"] == [{"action": "restart", "units": ["synchrotron2"], "rolling": True}]
 
 
 def test_c17_event_persisters_changed_restarts_everything_in_order():

@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: matrixops.synapse contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What applying a plan changes on the hosts: the ordered restart steps with the host, unit
+and health URL of every process, the preview table operators read in check mode, the record
+of the deployment written next to the plan, and a Mermaid picture of the topology.
+
+Pure logic, no I/O: the inputs are the record of the last successful deployment (or None),
+the new plan and the checksums of the Synapse files on each host now.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN
+from ansible_collections.matrixops.synapse.plugins.module_utils.restarts import restart_plan, touched_from_files
+
+RECORD_FORMAT = 1
+
+
+def _process_index(plan):
+    """name -> {name, host, unit, health_url} for main and every worker of ``plan``."""
+    index = {}
+    if not plan:
+        return index
+    main = plan["main"]
+    index[MAIN] = {"name": MAIN, "host": main["host"], "unit": "matrix-synapse.service",
+                   "health_url": main["health_url"]}
+    for w in plan.get("workers", []):
+        index[w["name"]] = {"name": w["name"], "host": w["host"], "unit": w["unit"], "health_url": w["health_url"]}
+    return index
+
+
+def _backends(plan):
+    """worker name -> the proxy backends (route groups) it serves in."""
+    result = {}
+    for route in plan.get("routes", {}).get("routes", []):
+        for server in route["servers"]:
+            result.setdefault(server["name"], []).append(route["group"])
+    return result
+
+
+def changes(record, plan, files_now, config_dir="/etc/matrix-synapse"):
+    """Everything the apply phase of the playbook needs.
+
+    ``record``: what ``changes`` returned as ``record`` after the last successful run (None on
+    a host never deployed with a record). ``files_now``: ``{host: {path: checksum}}``.
+    """
+    old_plan = (record or {}).get("plan")
+    touched = None
+    if record:
+        touched = touched_from_files(record.get("files", {}), files_now, config_dir, plan)
+    result = restart_plan(old_plan, plan, touched)
+    new_index = _process_index(plan)
+    old_index = _process_index(old_plan)
+    backends = _backends(plan)
+    steps = []
+    for step in result["steps"]:
+        processes = []
+        for name in step["units"]:
+            # A stop acts where the process ran; a start where the new plan puts it.
+            where = old_index if step["action"] == "stop" and name in old_index else new_index
+            proc = dict(where.get(name) or old_index[name])
+            proc["backends"] = backends.get(name, []) if step["rolling"] else []
+            processes.append(proc)
+        steps.append({"action": step["action"], "rolling": step["rolling"], "processes": processes,
+                      "hosts": sorted(set(p["host"] for p in processes))})
+    result["steps"] = steps
+    result["touched"] = touched or {"shared": [], "main": [], "workers": {}}
+    result["changed"] = bool(steps)
+    result["record"] = {"format": RECORD_FORMAT, "synapse_version": plan["synapse_version"], "plan": plan,
+                        "files": files_now}
+    result["preview"] = preview(result, old_plan, plan)
+    result["mermaid"] = mermaid(plan)
+    return result
+
+
+def _describe(worker):
+    types = worker.get("types") or [worker["type"]]
+    return "%-24s %-28s on %s, port %d" % (worker["name"], "+".join(types), worker["host"], worker["ports"]["http"])
+
+
+def preview(result, old_plan, plan):
+    """The readable table of what the run changes: instances added and removed, restarts in
+    order with their reasons. A list of lines."""
+    workers = dict((w["name"], w) for w in plan.get("workers", []))
+    old_workers = dict((w["name"], w) for w in (old_plan or {}).get("workers", []))
+    hosts = sorted(set([plan["main"]["host"]] + [w["host"] for w in workers.values()]))
+    lines = ["Synapse %s: main + %d worker(s) on %d host(s) (%s)"
+             % (plan["synapse_version"], len(workers), len(hosts), ", ".join(hosts))]
+    if old_plan is None:
+        lines.append("No deployed plan is recorded on the main host: this run deploys the plan.")
+    if result.get("upgrade"):
+        lines.append("Upgrade: Synapse %(from)s -> %(to)s" % result["upgrade"])
+    for name in result["added"]:
+        lines.append("  + %s" % _describe(workers[name]))
+    for name in result["removed"]:
+        lines.append("  - %s" % _describe(old_workers[name]))
+    for name in result["reconfigured"]:
+        lines.append("  ~ %s" % _describe(workers[name]))
+    if not result["steps"]:
+        lines.append("No Synapse process starts, stops or restarts.")
+        return lines
+    lines.append("Steps, in order:")
+    for n, step in enumerate(result["steps"], 1):
+        action = step["action"] + (" (rolling, drained at the proxy)" if step["rolling"] else "")
+        lines.append("  %d. %-40s %s" % (n, action, ", ".join(p["name"] for p in step["processes"])))
+    lines.append("Why:")
+    lines.extend("  - %s" % reason for reason in result["reasons"])
+    return lines
+
+
+def _node(name):
+    return name.replace("-", "_").replace(".", "_")
+
+
+def mermaid(plan):
+    """A Mermaid flowchart of the plan: the proxy's route groups, every process per host, the
+    streams each writer owns, and the shared services."""
+    lines = ["flowchart LR",
+             "  %% Generated by matrixops.synapse from the worker plan (Synapse " + plan["synapse_version"] + ")"]
+    lines.append('  proxy(["frontend proxy"])')
+    by_host = {}
+    by_host.setdefault(plan["main"]["host"], []).append(MAIN)
+    for w in plan.get("workers", []):
+        by_host.setdefault(w["host"], []).append(w["name"])
+    writers = {}
+    for stream, names in sorted(plan["shared_config"].get("stream_writers", {}).items()):
+        for name in names:
+            writers.setdefault(name, []).append(stream)
+    for host in sorted(by_host):
+        lines.append('  subgraph host_%s["%s"]' % (_node(host), host))
+        for name in by_host[host]:
+            label = name
+            if writers.get(name):
+                label += "<br/>writes: " + ", ".join(writers[name])
+            lines.append('    %s["%s"]' % (_node(name), label))
+        lines.append("  end")
+    for route in plan.get("routes", {}).get("routes", []):
+        for server in route["servers"]:
+            lines.append("  proxy -- %s --> %s" % (route["group"], _node(server["name"])))
+    lines.append("  proxy -- other --> %s" % _node(MAIN))
+    lines.append('  redis[("Redis")]')
+    lines.append('  postgresql[("PostgreSQL")]')
+    for host in sorted(by_host):
+        # Every process of a host talks to both: one link per host keeps the picture readable.
+        lines.append("  host_%s -.- redis" % _node(host))
+        lines.append("  host_%s -.- postgresql" % _node(host))
+    return "\n".join(lines) + "\n"
