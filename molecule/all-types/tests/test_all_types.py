@@ -264,7 +264,7 @@ def writers_at_work(host, client_api, federation_api, wait):
     call("admin_user_get", "GET", f"/_synapse/admin/v2/users/{_q(user)}", **tok)
     batch = call("initial_sync", "GET", f"{v3}/sync?timeout=0", **tok).json()["next_batch"]
     call("incremental_sync", "GET", f"{v3}/sync?timeout=0&since={_q(batch)}", **tok)
-    uri = call("media_upload", "POST", "/_matrix/media/v3/upload?filename=all.txt", "every worker type",
+    uri = call("media_upload", "POST", "/_matrix/media/v3/upload?filename=all.txt", data=b"every worker type",
                headers={"Content-Type": "text/plain"}, **tok).json()["content_uri"]
     server_name, media_id = uri[len("mxc://"):].split("/", 1)
     call("media_download", "GET", f"/_matrix/client/v1/media/download/{server_name}/{media_id}", **tok)

@@ -69,12 +69,13 @@ class HttpClient:
         path: str,
         *,
         json_body: Any = None,
+        data: bytes | None = None,
         headers: dict[str, str] | None = None,
         access_token: str | None = None,
     ) -> Response:
+        """``json_body`` is sent as JSON; ``data`` (raw bytes, e.g. a media upload) otherwise."""
         url = self.url(path)
         _assert_loopback(url)
-        data = None
         hdrs = dict(headers or {})
         if json_body is not None:
             data = json.dumps(json_body).encode("utf-8")
