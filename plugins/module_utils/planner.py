@@ -11,12 +11,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import re
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
     ENDPOINT_GROUPS, GENERIC_APP, LEGACY_DUTY_FLAGS, MAIN, MAIN_WRITER, PLANNER_OWNED_KEYS,
     REMOVED_KEYS, RESTART_SCOPES, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, version_tuple,
 )
+from ansible_collections.matrixops.synapse.plugins.module_utils import profiles
 
 DEFAULTS = {
     "synapse_version": SYNAPSE_VERSION,
@@ -117,7 +119,7 @@ class _Planner(object):
         return value
 
     def normalise_workers(self, hosts, main_host):
-        raw = self.wish.get("workers")
+        raw = self.workers_wish
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -321,6 +323,18 @@ class _Planner(object):
             extra = {}
         self.check_extra_keys("extra_config", extra)
 
+        # A sizing profile adds its worker entries; the operator's own entries win (profiles.py).
+        self.workers_wish, layout, errors = profiles.resolve(wish.get("profile"), wish.get("sizing"),
+                                                             wish.get("workers") if wish.get("workers") is not None
+                                                             else {})
+        for field, message in errors:
+            self.error(field, message)
+        tuning = wish.get("tuning", True)
+        if not isinstance(tuning, bool):
+            self.error("tuning", "must be true or false, got %r" % (tuning,))
+            tuning = True
+        main_limits = self.limits("main.limits", main.get("limits"))
+
         groups = self.normalise_workers(hosts, main_host)
         self.check_type_totals(groups)
         self.check_version(version, groups)
@@ -340,6 +354,7 @@ class _Planner(object):
             shared["enable_metrics"] = True
             shared["listeners"].append({"type": "metrics", "port": metrics_port, "bind_addresses": [main_address]})
         self.check_writers(shared, instances, version)
+        main_tuning = self.tune(tuning, layout, instances, main_host, main_limits, shared, database, extra)
         db_plan = self.database_plan(instances, database)
         if self.errors:
             raise PlanError(self.errors)
@@ -350,6 +365,7 @@ class _Planner(object):
                 "name": MAIN, "host": main_host, "address": main_address,
                 "client_port": client_port, "replication_port": replication_port,
                 "health_url": "http://%s:%d/health" % (_url_host(client_bind), client_port),
+                "systemd": main_tuning,
             },
             "shared_config": shared,
             "workers": [self.worker_entry(i) for i in instances],
@@ -358,6 +374,7 @@ class _Planner(object):
                                   proxy.get("address") or hosts.get(proxy.get("host")) or main_address),
             "database": db_plan,
             "hosts": sorted(set([main_host] + [i["host"] for i in instances])),
+            "layout": self.layout_record(layout, instances, main_tuning, database),
         }
 
     def hosts(self, main_host, main):
@@ -506,6 +523,7 @@ class _Planner(object):
                                                      inst["name"]),
         }
         config.update(wtype.worker_config)
+        config.update(inst.get("tuned_config", {}))
         config.update(inst["config"])
         return {
             "name": inst["name"],
@@ -598,27 +616,124 @@ class _Planner(object):
 
     def database_plan(self, instances, database):
         processes = 1 + len(instances)
-        needed = processes * database["cp_max"] + database["reserve"]
+        # Every process's own pool (per-type pools from the tuning, else the shared one).
+        pools = [database["cp_max"]] + [inst.get("cp_max", database["cp_max"]) for inst in instances]
+        needed = sum(pools) + database["reserve"]
         declared = database.get("max_connections")
         if declared is not None:
             if not _is_int(declared) or declared < 1:
                 self.error("database.max_connections", "must be a positive integer, got %r" % (declared,))
             elif declared < needed:
                 self.error("database.max_connections",
-                           "PostgreSQL allows %d connections but %d Synapse processes with cp_max %d need "
+                           "PostgreSQL allows %d connections but %d Synapse processes with %s need "
                            "%d (plus a reserve of %d = %d); raise max_connections to at least %d, lower "
                            "database.cp_max, or run fewer workers"
-                           % (declared, processes, database["cp_max"], processes * database["cp_max"],
+                           % (declared, processes, "cp_max %d" % pools[0] if len(set(pools)) == 1 else
+                              "pools of %d to %d connections" % (min(pools), max(pools)), sum(pools),
                               database["reserve"], needed, needed))
         return {
             "processes": processes,
             "cp_min": database["cp_min"],
             "cp_max": database["cp_max"],
+            "pools": sum(pools),
             "connections_needed": needed,
             # Rounded up to the next hundred (PostgreSQL's own default is the floor): adding a
             # worker or two then does not change it, and so does not restart PostgreSQL.
             "max_connections": declared if declared is not None else max(100, -(-needed // 100) * 100),
         }
+
+    def tune(self, enabled, layout, instances, main_host, main_limits, shared, database, extra):
+        """Per-process tuning from profiles.TUNING: a PostgreSQL pool, a cache factor and
+        systemd resource settings per process, the memory ones scaled to fit the main host.
+        Explicit settings win: database.cp_min/cp_max (for every process), extra_config
+        caches.global_factor (every process), a worker entry's config database/caches and
+        limits (its instances), main.limits. Returns main's systemd settings."""
+        raw_db = self.wish.get("database") if isinstance(self.wish.get("database"), dict) else {}
+        explicit_pool = any(raw_db.get(k) is not None for k in ("cp_min", "cp_max"))
+        extra_caches = extra.get("caches") if isinstance(extra.get("caches"), dict) else {}
+        explicit_factor = "global_factor" in extra_caches
+        if not enabled:
+            layout["reasons"].append("tuning off: Synapse's own defaults, and only the explicit limits")
+            for inst in instances:
+                inst["tuning"] = None
+            return dict(main_limits)
+        rows = {MAIN: profiles.TUNING[MAIN]}
+        for inst in instances:
+            rows[inst["name"]] = profiles.tuning_for(inst["type"].members)
+        on_main = [MAIN] + [i["name"] for i in instances if i["host"] == main_host]
+        memory = layout["sizing"].get("memory_mb")
+        budget = profiles.memory_budget_mb([rows[n] for n in on_main])
+        fitted, factor = profiles.fit_memory([rows[n] for n in on_main], memory)
+        rows.update(zip(on_main, fitted))
+        if factor is None:
+            layout["warnings"].append(
+                "the main host's %d MB cannot give its %d Synapse processes %d MB each after a %d MB reserve: "
+                "memory limits are at that floor; run fewer workers on it or give it more memory"
+                % (memory, len(on_main), profiles.PROCESS_FLOOR_MB, profiles.HOST_RESERVE_MB))
+        elif factor < 1.0:
+            layout["reasons"].append(
+                "memory: the %d processes on %s plan %d MB (MemoryHigh summed), the host has %d MB after a %d MB "
+                "reserve: their memory settings and cache factors are scaled down to fit (by %.2f, "
+                "not below %d MB each)"
+                % (len(on_main), main_host, budget, memory - profiles.HOST_RESERVE_MB, profiles.HOST_RESERVE_MB,
+                   factor, profiles.PROCESS_FLOOR_MB))
+        if not explicit_pool:
+            database["cp_min"], database["cp_max"] = rows[MAIN].cp_min, rows[MAIN].cp_max
+            shared["database"]["args"].update(cp_min=database["cp_min"], cp_max=database["cp_max"])
+        if not explicit_factor:
+            shared["caches"] = {"global_factor": rows[MAIN].cache_factor}
+        for inst in instances:
+            row = rows[inst["name"]]
+            tuned = {}
+            own_db = inst["config"].get("database")
+            own_args = ((own_db.get("args") or {}) if isinstance(own_db, dict) else {})
+            if own_db is not None:
+                pool = own_args.get("cp_max")
+                inst["cp_max"] = pool if _is_int(pool) else database["cp_max"]
+            elif not explicit_pool and (row.cp_min, row.cp_max) != (database["cp_min"], database["cp_max"]):
+                # A worker's own file replaces the whole database section: repeat the shared
+                # one (and the operator's extra_config.database) with this process's pool.
+                db = _combine(shared["database"], extra.get("database") if isinstance(extra.get("database"), dict)
+                              else {})
+                db["args"].update(cp_min=row.cp_min, cp_max=row.cp_max)
+                tuned["database"] = db
+                inst["cp_max"] = row.cp_max
+            if not explicit_factor and "caches" not in inst["config"] and row.cache_factor != rows[MAIN].cache_factor:
+                tuned["caches"] = _combine(extra_caches, {"global_factor": row.cache_factor})
+            inst["tuned_config"] = tuned
+            inst["limits"] = _systemd(row, inst["limits"])
+            inst["tuning"] = {"class": "+".join(sorted(set(profiles.TYPE_CLASS[m] for m in inst["type"].members))),
+                              "cp_min": own_args.get("cp_min") if own_db is not None else
+                              (tuned.get("database") or shared["database"])["args"]["cp_min"],
+                              "cp_max": inst.get("cp_max", database["cp_max"]),
+                              "cache_factor": (tuned.get("caches") or shared.get("caches") or extra_caches)
+                              .get("global_factor")}
+        self.main_tuning = {"class": "main", "cp_min": database["cp_min"], "cp_max": database["cp_max"],
+                            "cache_factor": (shared.get("caches") or extra_caches).get("global_factor")}
+        return _systemd(rows[MAIN], main_limits)
+
+    def layout_record(self, layout, instances, main_systemd, database):
+        """What the plan reports about its layout: profile, why, the processes and their tuning."""
+        counts = {}
+        for inst in instances:
+            counts[inst["group"]] = counts.get(inst["group"], 0) + 1
+        processes = [dict({"name": MAIN, "systemd": main_systemd}, **getattr(self, "main_tuning", {}))]
+        for inst in instances:
+            processes.append(dict({"name": inst["name"], "systemd": dict(inst["limits"])}, **(inst.get("tuning") or {})))
+        shape = ", ".join("%s x%d" % (k, n) for k, n in sorted(counts.items())) or "no workers"
+        head = "Layout: main + %d worker(s) (%s)" % (len(instances), shape)
+        if layout["profile"]:
+            head += ", profile %s%s" % (layout["profile"], " (chosen by auto)" if layout["source"] == "auto" else "")
+        summary = [head] + ["  why: %s" % r for r in layout["reasons"]]
+        summary += ["  warning: %s" % w for w in layout["warnings"]]
+        for proc in processes:
+            limits = " ".join("%s=%s" % kv for kv in sorted(proc["systemd"].items()))
+            if proc.get("cp_max") is not None:
+                summary.append("  %-24s pool %s..%s, cache factor %s, %s" % (
+                    proc["name"], proc["cp_min"], proc["cp_max"], proc["cache_factor"], limits or "no limits"))
+            else:
+                summary.append("  %-24s %s" % (proc["name"], limits or "no limits"))
+        return dict(layout, workers=counts, processes=processes, summary=summary)
 
     def port_table(self, instances, main_host, client_port, replication_port, metrics_port):
         table = [
@@ -665,6 +780,32 @@ class _Planner(object):
             "internal_url": "http://%s:%d" % (_url_host(proxy_address), proxy["client_port"]),
             "routes": routes,
         }
+
+
+def _systemd(row, explicit):
+    """systemd settings from a tuning row, the explicit limits winning key by key (and keeping
+    MemoryHigh <= MemoryMax when only one of them is explicit)."""
+    result = {"MemoryHigh": "%dM" % row.memory_high, "MemoryMax": "%dM" % row.memory_max,
+              "CPUWeight": str(row.cpu_weight)}
+    result.update(explicit)
+    high, top = _bytes(result["MemoryHigh"]), _bytes(result["MemoryMax"])
+    if high is not None and top is not None and high > top:
+        if "MemoryMax" in explicit and "MemoryHigh" not in explicit:
+            result["MemoryHigh"] = result["MemoryMax"]
+        elif "MemoryHigh" in explicit and "MemoryMax" not in explicit:
+            result["MemoryMax"] = result["MemoryHigh"]
+    return result
+
+
+def _combine(base, override):
+    """A deep copy of ``base`` with ``override`` merged in (mappings merge, the rest replaces)."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _combine(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def _rank(group, kind):

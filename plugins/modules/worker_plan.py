@@ -39,9 +39,40 @@ options:
       - Worker types to run, each mapped to a count or to a mapping with C(count), C(host)
         (inventory host to place the instances on, default the main host) and C(config)
         (extra settings for each instance's own config file).
-      - Types not listed run no instance (their work stays on main).
+      - Types not listed run no instance (their work stays on main), unless O(profile) adds them.
     type: dict
     default: {}
+  profile:
+    description:
+      - A sizing profile that adds a whole worker layout to O(workers). C(monolith) (main only),
+        C(small) (main + 1 synchrotron), C(medium) (2 synchrotrons, a client reader, a federation
+        sender), C(large) (a full split), or C(auto), which picks one of them from O(sizing).
+      - An entry of O(workers) for a type (or a merged entry running it) replaces the profile's
+        entry for that type; C(0) removes it.
+      - Any other value is refused with the list of valid profiles.
+      - The tables and the measurements behind them are in C(plugins/module_utils/profiles.py)
+        and C(docs/benchmarks.md).
+    type: str
+  sizing:
+    description:
+      - Facts about the main host and its load, for O(profile=auto) and for fitting memory
+        limits to the host.
+      - C(cores) (required by C(auto)), C(memory_mb) (the main host's memory; memory limits and
+        cache factors of the processes on it are scaled down when their budget does not fit)
+        and C(expected_users) (without it C(auto) takes the biggest layout the host can run).
+    type: dict
+    default: {}
+  tuning:
+    description:
+      - Give every process a PostgreSQL pool, a cache factor (C(caches.global_factor)) and
+        systemd C(MemoryHigh), C(MemoryMax) and C(CPUWeight) from its worker type's row of the
+        tuning table.
+      - Explicit settings win. O(database) C(cp_min)/C(cp_max) set the pool of every process,
+        O(extra_config) C(caches.global_factor) the cache factor of every process, a worker
+        entry's C(limits) and C(config) (C(database), C(caches)) those of its instances, and
+        C(main.limits) main's systemd settings.
+    type: bool
+    default: true
   main:
     description: The main process.
     type: dict
@@ -66,6 +97,11 @@ options:
       client_bind:
         description: Address main's client listener binds to (default I(address)).
         type: str
+      limits:
+        description:
+          - "Main's systemd resource settings, as for workers: C(memory_high), C(memory_max),
+            C(cpu_weight), C(cpu_quota). They win over the tuning's."
+        type: dict
   hosts:
     description: "Inventory hosts that may run workers, each mapped to C({address: ...})."
     type: dict
@@ -145,6 +181,15 @@ EXAMPLES = r"""
     redis: {host: synapse1, address: 10.0.0.10}
     database: {host: synapse1, address: 10.0.0.10, cp_max: 10}
   register: synapse_plan
+
+- name: Let the planner pick the layout for a 2-core, 4 GB main host and 800 users, with a media worker
+  matrixops.synapse.worker_plan:
+    main: {host: synapse1, address: 10.0.0.10}
+    profile: auto
+    sizing: {cores: 2, memory_mb: 4096, expected_users: 800}
+    workers:
+      media_repository: 1
+  register: synapse_plan
 """
 
 RETURN = r"""
@@ -192,6 +237,15 @@ hosts:
   returned: success
   type: list
   elements: str
+layout:
+  description:
+    - The layout the plan chose and why. C(requested) is the O(profile) given, C(profile) the one
+      used (C(auto) resolved), C(source) C(workers), C(profile) or C(auto), C(reasons) and
+      C(warnings) explain it, C(workers) counts the instances per entry, C(processes) lists
+      every process with its pool, cache factor and systemd settings, and C(summary) is all of
+      it as lines to print.
+  returned: success
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -204,12 +258,16 @@ def main():
         argument_spec=dict(
             synapse_version=dict(type="str"),
             workers=dict(type="dict", default={}),
+            profile=dict(type="str"),
+            sizing=dict(type="dict", default={}),
+            tuning=dict(type="bool", default=True),
             main=dict(type="dict", required=True, options=dict(
                 host=dict(type="str", required=True),
                 address=dict(type="str", required=True),
                 client_port=dict(type="int", default=8008),
                 replication_port=dict(type="int", default=9093),
                 client_bind=dict(type="str"),
+                limits=dict(type="dict"),
             )),
             hosts=dict(type="dict", default={}),
             worker_port_base=dict(type="int", default=18100),

@@ -37,6 +37,7 @@ from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
 )
 from ansible_collections.matrixops.synapse.plugins.module_utils.planner import DEFAULTS as PLANNER_DEFAULTS
 from ansible_collections.matrixops.synapse.plugins.module_utils.planner import PlanError, plan
+from ansible_collections.matrixops.synapse.plugins.module_utils.profiles import PROFILE_NAMES
 from helpers import wish as make_wish
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -233,6 +234,9 @@ DRIVER = textwrap.dedent('''
             "media_instance_running_background_jobs": getattr(media, "media_instance_running_background_jobs", None),
             "enable_metrics": cfg.metrics.enable_metrics,
             "redis_enabled": cfg.redis.redis_enabled,
+            "cache_factor": cfg.caches.global_factor,
+            "database_args": dict((k, v) for k, v in cfg.database.databases[0].config.get("args", {}).items()
+                                  if k in ("cp_min", "cp_max", "passfile", "host", "dbname", "user")),
         }
 
 
@@ -373,7 +377,10 @@ def render(result, root, signing_key, shared_override=None):
         log_path = w["config"].get("worker_log_config")
         if log_path and log_path.startswith(root):
             _write(log_path, log_config)
-        processes[w["name"]] = [shared_path, _dump(os.path.join(root, "workers", w["name"] + ".yaml"), w["config"])]
+        own = w["config"]
+        if "database" in own:  # as roles/synapse_worker writes it: the password file added
+            own = combine(own, {"database": secret_refs["database"]})
+        processes[w["name"]] = [shared_path, _dump(os.path.join(root, "workers", w["name"] + ".yaml"), own)]
     return processes
 
 
@@ -452,6 +459,18 @@ def check_semantics(result, answers):
                        and "replication" in li["resources"] for li in target_facts["listeners"]), (name, target, loc)
         if name != MAIN:
             assert MAIN_WRITER in f["instance_map"], name
+
+    # Tuning: each process reads the pool and cache factor the plan gives it, and every pool
+    # still reaches the one database with the password file.
+    for proc in result["layout"]["processes"]:
+        f = facts[proc["name"]]
+        if proc.get("cp_max") is not None:
+            assert f["database_args"]["cp_min"] == proc["cp_min"], proc
+            assert f["database_args"]["cp_max"] == proc["cp_max"], proc
+            assert f["cache_factor"] == proc["cache_factor"], proc
+        assert f["database_args"]["passfile"] == facts[MAIN]["database_args"]["passfile"], proc["name"]
+        for key in ("host", "dbname", "user"):
+            assert f["database_args"][key] == shared["database"]["args"][key], (proc["name"], key)
 
     # Listeners: no two processes bind the same address and port; metrics where asked for.
     bound = {}
@@ -551,6 +570,15 @@ def valid_wishes(draw):
     assume(base + span - 1 <= 65535)
     assume(not any(base <= p < base + span for p in RESERVED_PORTS))
     extra = {} if block is None else {"worker_port_block": block}
+    # A sizing profile on top (its types step aside for the entries above), and the tuning,
+    # its memory scaled to a host that may be tight.
+    profile = draw(st.sampled_from((None,) + PROFILE_NAMES))
+    if profile is not None:
+        extra["profile"] = profile
+        extra["sizing"] = {"cores": draw(st.integers(1, 16)),
+                           "memory_mb": draw(st.one_of(st.none(), st.integers(512, 65536))),
+                           "expected_users": draw(st.one_of(st.none(), st.integers(0, 5000)))}
+    extra["tuning"] = draw(st.booleans())
     return make_wish(workers, hosts=dict((h, {"address": HOSTS[h]}) for h in hosts), metrics=metrics,
                      worker_port_base=base, allow_experimental=allow_experimental,
                      media_store_shared=media_store_shared, **extra)
@@ -602,6 +630,25 @@ def test_planned_configs_parse_in_synapse(oracle, wish):
         bad = failures(answers)
         assert not bad, "Synapse %s rejects planned configs: %s\nwish: %r" % (SYNAPSE_VERSION, bad, wish)
         check_semantics(result, answers)
+
+
+@pytest.mark.parametrize("profile, sizing", [
+    ("auto", {"cores": 2, "memory_mb": 4096}),
+    ("auto", {"cores": 2, "memory_mb": 1400, "expected_users": 900}),
+    ("monolith", {}),
+    ("medium", {"cores": 4, "memory_mb": 2048}),
+    ("large", {}),
+])
+def test_profiles_and_their_tuning_load_in_synapse(oracle, tmp_path, profile, sizing):
+    """Every profile, with the tuning it brings (per-worker pools and caches, memory scaled to
+    a tight host), loads in Synapse, and Synapse reads each process's pool and cache factor."""
+    result, answers = plan_and_load(oracle, make_wish({}, profile=profile, sizing=sizing), str(tmp_path))
+    assert not failures(answers), failures(answers)
+    check_semantics(result, answers)
+    if profile == "large":
+        factors = set(a["facts"]["cache_factor"] for a in answers.values())
+        pools = set(a["facts"]["database_args"]["cp_max"] for a in answers.values())
+        assert len(factors) > 1 and len(pools) > 1, (factors, pools)  # really per process
 
 
 def _monolith_with(tmp_path, oracle, writers):
