@@ -23,6 +23,16 @@ from collections import namedtuple
 # the version is pinned; roles take it from the planner's result.
 SYNAPSE_VERSION = "1.163.2"
 
+# Synapse installs from PyPI with its dependencies' newest releases, and an older Synapse does not
+# know of a later break. Each row caps a dependency for the releases before ``fixed_in`` (the first
+# release that caps it itself), so that the previous releases stay installable for upgrades and
+# rollbacks: (fixed_in, requirement, why).
+PIP_CONSTRAINTS = (
+    ("1.163.0", "txredisapi<1.6.0",
+     "txredisapi 1.6.0 dropped what Synapse's Redis connection factory calls (startedConnecting): "
+     "main stops at start-up with AttributeError; Synapse 1.163.0 caps it below 1.6.0"),
+)
+
 MAIN = "main"            # name of the main process in instance_map and in our output
 MAIN_WRITER = "master"   # name of the main process inside stream_writers (Synapse's own)
 
@@ -395,3 +405,11 @@ def version_tuple(version):
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
         raise ValueError("not a Synapse version: %r" % (version,))
     return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+
+
+def pip_requirements(version):
+    """What pip installs into Synapse's venv for ``version`` (a string like "1.163.2"): Synapse
+    with the extras workers need, and the caps of ``PIP_CONSTRAINTS`` that apply to it."""
+    wanted = version_tuple(version)
+    return (["matrix-synapse[postgres,redis]==%s" % version]
+            + [req for fixed_in, req, _why in PIP_CONSTRAINTS if wanted < version_tuple(fixed_in)])

@@ -16,7 +16,8 @@ import re
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
     ENDPOINT_GROUPS, GENERIC_APP, LEGACY_DUTY_FLAGS, MAIN, MAIN_WRITER, PLANNER_OWNED_KEYS,
-    REMOVED_KEYS, RESTART_SCOPES, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, version_tuple,
+    REMOVED_KEYS, RESTART_SCOPES, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, pip_requirements,
+    version_tuple,
 )
 from ansible_collections.matrixops.synapse.plugins.module_utils import profiles
 
@@ -361,6 +362,7 @@ class _Planner(object):
 
         return {
             "synapse_version": str(version_raw),
+            "pip_requirements": pip_requirements(str(version_raw)),
             "main": {
                 "name": MAIN, "host": main_host, "address": main_address,
                 "client_port": client_port, "replication_port": replication_port,

@@ -198,6 +198,14 @@ synapse_version:
   returned: success
   type: str
   sample: 1.163.2
+pip_requirements:
+  description:
+    - What pip installs into Synapse's virtualenv on every Synapse host, Synapse itself first,
+      then the caps of dependencies that the targeted release needs but does not declare.
+  returned: success
+  type: list
+  elements: str
+  sample: ["matrix-synapse[postgres,redis]==1.162.0", "txredisapi<1.6.0"]
 main:
   description: The main process (name, host, address, ports, health URL).
   returned: success

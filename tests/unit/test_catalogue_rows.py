@@ -298,3 +298,15 @@ def test_media_jobs_pinned_to_main_without_media_workers():
     shared = planned({"client_reader": 2})["shared_config"]
     assert shared["enable_media_repo"] is True
     assert shared["media_instance_running_background_jobs"] == "master"
+
+
+def test_pip_requirements_cap_what_an_older_release_does_not():
+    """Synapse before 1.163.0 does not cap txredisapi, whose 1.6.0 stops main at start-up."""
+    from ansible_collections.matrixops.synapse.plugins.module_utils import catalog
+
+    assert catalog.pip_requirements("1.162.0") == ["matrix-synapse[postgres,redis]==1.162.0", "txredisapi<1.6.0"]
+    assert catalog.pip_requirements(catalog.SYNAPSE_VERSION) == [
+        "matrix-synapse[postgres,redis]==%s" % catalog.SYNAPSE_VERSION]
+    for fixed_in, requirement, why in catalog.PIP_CONSTRAINTS:
+        catalog.version_tuple(fixed_in)
+        assert requirement and why
