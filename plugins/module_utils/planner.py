@@ -19,6 +19,9 @@ from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
     REMOVED_KEYS, RESTART_SCOPES, ROUTING_ORDER, STREAMS, SYNAPSE_VERSION, WORKER_TYPES, pip_requirements,
     version_tuple,
 )
+from ansible_collections.matrixops.synapse.plugins.module_utils.placement import (
+    apply_placement, check_addresses,
+)
 from ansible_collections.matrixops.synapse.plugins.module_utils import profiles
 
 DEFAULTS = {
@@ -182,7 +185,7 @@ class _Planner(object):
         self.check_extra_keys(field + ".config", config)
         limits = self.limits(field + ".limits", spec.get("limits"))
         return {"key": key, "kind": kind, "count": count, "host": host, "config": config,
-                "names": names, "prefix": prefix, "limits": limits}
+                "names": names, "prefix": prefix, "limits": limits, "host_given": spec.get("host")}
 
     def kind(self, key, types, field):
         if types is None:
@@ -248,7 +251,11 @@ class _Planner(object):
 
     def check_extra_keys(self, field, config):
         for key in sorted(config):
-            if key in REMOVED_KEYS:
+            if key in ("worker_replication_secret", "worker_replication_secret_path"):
+                self.error("%s.%s" % (field, key),
+                           "the replication secret is generated once and the same file is given to "
+                           "every host (secrets/worker_replication_secret); delete the key")
+            elif key in REMOVED_KEYS:
                 self.error("%s.%s" % (field, key), REMOVED_KEYS[key])
             elif key in LEGACY_DUTY_FLAGS:
                 self.error("%s.%s" % (field, key),
@@ -337,6 +344,9 @@ class _Planner(object):
         main_limits = self.limits("main.limits", main.get("limits"))
 
         groups = self.normalise_workers(hosts, main_host)
+        apply_placement(wish.get("placement"), groups, hosts, self.worker_hosts, main_host,
+                        bool(wish.get("exclusive_hosts")), self.error)
+        check_addresses(self.endpoints(main_host, main_address, hosts, redis, database, proxy), self.error)
         self.check_type_totals(groups)
         self.check_version(version, groups)
         if self.errors:
@@ -376,6 +386,7 @@ class _Planner(object):
                                   proxy.get("address") or hosts.get(proxy.get("host")) or main_address),
             "database": db_plan,
             "hosts": sorted(set([main_host] + [i["host"] for i in instances])),
+            "services": self.services(main_host, main_address, shared, redis, database, proxy, hosts),
             "layout": self.layout_record(layout, instances, main_tuning, database),
         }
 
@@ -388,18 +399,42 @@ class _Planner(object):
         for name, spec in raw.items():
             address = spec.get("address") if isinstance(spec, dict) else spec
             hosts[name] = self.address("hosts.%s.address" % name, address)
+        self.worker_hosts = sorted(hosts)
         if main_host not in hosts:
             hosts[main_host] = main.get("address")
         return hosts
+
+    def services(self, main_host, main_address, shared, redis, database, proxy, hosts):
+        """Where Redis, PostgreSQL and the proxy run (host, address, ports): what the firewall needs."""
+        proxy_host = proxy.get("host") or main_host
+        return {
+            "redis": {"host": redis.get("host") or main_host, "address": shared["redis"]["host"],
+                      "port": shared["redis"]["port"]},
+            "database": {"host": database.get("host") or main_host,
+                         "address": shared["database"]["args"]["host"], "port": shared["database"]["args"]["port"]},
+            "proxy": {"host": proxy_host, "address": proxy.get("address") or hosts.get(proxy_host) or main_address,
+                      "client_port": proxy["client_port"], "federation_port": proxy["federation_port"]},
+        }
+
+    def endpoints(self, main_host, main_address, hosts, redis, database, proxy):
+        """(field, host, address) of every host the plan names, for the reachability rules."""
+        result = [("main.address", main_host, main_address)]
+        result += [("hosts.%s.address" % h, h, a) for h, a in sorted(hosts.items()) if h != main_host]
+        for key, section in (("redis", redis), ("database", database), ("proxy", proxy)):
+            host = section.get("host")
+            if host is not None:
+                result.append(("%s.address" % key, host, section.get("address") or hosts.get(host)))
+        return result
 
     def instances(self, groups, hosts):
         result = []
         for group in groups:
             names = group["names"] or ["%s%d" % (group["prefix"], i) for i in range(1, group["count"] + 1)]
             for name in names:
+                host = group.get("instance_hosts", {}).get(name, group["host"])
                 result.append({
-                    "name": name, "type": group["kind"], "host": group["host"], "group": group["key"],
-                    "address": hosts[group["host"]], "config": group["config"], "limits": group["limits"],
+                    "name": name, "type": group["kind"], "host": host, "group": group["key"],
+                    "address": hosts[host], "config": group["config"], "limits": group["limits"],
                 })
         seen = {}
         for inst in result:

@@ -106,6 +106,23 @@ options:
     description: "Inventory hosts that may run workers, each mapped to C({address: ...})."
     type: dict
     default: {}
+  placement:
+    description:
+      - "Worker placement by host: C({host: [entry or instance name, ...]}). An entry of
+        O(workers) listed on a host runs all its instances there; an instance name (for example
+        C(synchrotron2)) places that one instance. Hosts mapped to nothing are ignored."
+      - Entries placed nowhere run on the host their own C(host) names, else on main's host.
+        Placing one entry or instance on two hosts, on a host that is not in O(hosts), or
+        against its own C(host) is refused.
+      - C(playbooks/site.yml) fills it from each inventory host's C(synapse_worker_placement).
+    type: dict
+    default: {}
+  exclusive_hosts:
+    description:
+      - Workers run only on the hosts of O(hosts); main's host too only when it is listed there.
+        C(playbooks/site.yml) sets it and passes the C(synapse_workers) group as O(hosts).
+    type: bool
+    default: false
   worker_port_base:
     description: First port given to workers on each host; ports count up from it.
     type: int
@@ -245,6 +262,12 @@ hosts:
   returned: success
   type: list
   elements: str
+services:
+  description:
+    - Where Redis, PostgreSQL and the proxy run (C(host), C(address)) and their ports, as used by
+      M(matrixops.synapse.firewall_rules).
+  returned: success
+  type: dict
 layout:
   description:
     - The layout the plan chose and why. C(requested) is the O(profile) given, C(profile) the one
@@ -278,6 +301,8 @@ def main():
                 limits=dict(type="dict"),
             )),
             hosts=dict(type="dict", default={}),
+            placement=dict(type="dict", default={}),
+            exclusive_hosts=dict(type="bool", default=False),
             worker_port_base=dict(type="int", default=18100),
             worker_port_block=dict(type="int", default=100),
             config_dir=dict(type="str", default="/etc/matrix-synapse"),
