@@ -1,0 +1,103 @@
+"""The walking skeleton's real Matrix client (matrix-nio) through the proxy on its own host:
+two users, a room, 20 messages, an incremental /sync, a media round trip. The journals of the
+hosts then prove that /sync, event persisting and media ran on the worker hosts, not on main.
+"""
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import secrets
+import sys
+
+import pytest
+
+from conftest import MAIN, ROOT, journal, register, registration_secret
+
+# The client flow itself is the default scenario's (same users, room, messages, media).
+_path = ROOT / "molecule" / "default" / "tests" / "test_client_flow.py"
+_spec = importlib.util.spec_from_file_location("matrixops_default_client_flow", _path)
+_default_flow = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _default_flow
+_spec.loader.exec_module(_default_flow)
+MESSAGES = _default_flow.MESSAGES
+
+
+@pytest.fixture(scope="module")
+def flow(hosts, client_api):
+    shared_secret = registration_secret(hosts[MAIN])
+    suffix = secrets.token_hex(3)
+    password = secrets.token_urlsafe(12)
+    registered = register(client_api, shared_secret, f"alice_{suffix}", password, admin=True)
+    alice, admin_token = registered["user_id"], registered["access_token"]
+    bob = register(client_api, shared_secret, f"bob_{suffix}", password)["user_id"]
+    # Twenty messages in a row would hit Synapse's default message rate limit: lift it for Alice.
+    resp = client_api.post(f"/_synapse/admin/v1/users/{alice}/override_ratelimit", access_token=admin_token,
+                           json_body={"messages_per_second": 0, "burst_count": 0})
+    assert resp.status == 200, resp.body
+    payload = os.urandom(200_000)
+    room_id, sent, received, downloaded = asyncio.run(_default_flow._flow(alice, bob, password, payload))
+    return {"alice": alice, "bob": bob, "room_id": room_id, "sent": sent, "received": received,
+            "payload": payload, "downloaded": downloaded}
+
+
+def served(host, unit, user, fragment):
+    """Access-log lines of ``unit`` on ``host`` for requests by ``user`` with ``fragment``."""
+    return [line for line in journal(host, unit).splitlines()
+            if "Processed request" in line and "{%s}" % user in line and fragment in line]
+
+
+def worker_lines(hosts, deployment, prefix, user, fragment):
+    """Matching lines per worker named ``prefix``*, read on the host that runs it."""
+    return {name: served(hosts[deployment.placed[name]], f"matrix-synapse-worker@{name}.service", user, fragment)
+            for name in deployment.names(prefix)}
+
+
+def test_bob_receives_all_messages_in_order(flow):
+    assert flow["received"][:MESSAGES] == flow["sent"]
+
+
+def test_media_round_trip_is_byte_identical(flow):
+    assert flow["downloaded"] is not None
+    assert hashlib.sha256(flow["downloaded"]).hexdigest() == hashlib.sha256(flow["payload"]).hexdigest()
+
+
+def test_sync_served_on_the_worker_hosts_not_on_main(hosts, deployment, flow):
+    lines = worker_lines(hosts, deployment, "synchrotron", flow["bob"], "/sync")
+    assert sum(len(v) for v in lines.values()) >= 3, lines
+    for name, found in lines.items():
+        if found:
+            assert deployment.placed[name] != MAIN
+    assert served(hosts[MAIN], "matrix-synapse.service", flow["bob"], "/sync") == []
+
+
+def test_events_persisted_on_the_worker_host(hosts, deployment, flow):
+    room = flow["room_id"]
+    rows = hosts[MAIN].check_output(
+        "sudo -u postgres psql -d synapse -tA -c "
+        f"\"SELECT instance_name, count(*) FROM events WHERE room_id = '{room}' GROUP BY instance_name\"")
+    writers = dict(line.split("|") for line in rows.splitlines())
+    assert set(writers) <= set(deployment.names("event_persister")) and len(writers) == 1, writers
+    assert sum(int(c) for c in writers.values()) >= MESSAGES
+    (writer,) = writers
+    where = deployment.placed[writer]
+    assert where != MAIN
+    # Main handed the events to the persister over replication, across hosts.
+    lines = [line for line in journal(hosts[where], f"matrix-synapse-worker@{writer}.service").splitlines()
+             if "Processed request" in line and "/_synapse/replication/send_events" in line]
+    assert len(lines) >= MESSAGES
+
+
+def test_media_served_by_the_media_worker_on_its_host(hosts, deployment, flow):
+    uploads = worker_lines(hosts, deployment, "media_repository", flow["alice"], "/upload")
+    downloads = worker_lines(hosts, deployment, "media_repository", flow["bob"], "/download/")
+    assert sum(len(v) for v in uploads.values()) == 1 and sum(len(v) for v in downloads.values()) == 1
+    for user in (flow["alice"], flow["bob"]):
+        assert served(hosts[MAIN], "matrix-synapse.service", user, "/media/") == []
+
+
+def test_room_reads_served_on_the_proxy_host(hosts, deployment, flow):
+    for fragment in ("/joined_members", "/messages"):
+        lines = worker_lines(hosts, deployment, "client_reader", flow["alice"], fragment)
+        assert sum(len(v) for v in lines.values()) >= 1, fragment
+        assert served(hosts[MAIN], "matrix-synapse.service", flow["alice"], fragment) == [], fragment
