@@ -215,6 +215,7 @@ class Load(object):
         for room_id, members in rooms.items():
             self.stats.members[room_id] = set(u["user_id"] for u in members)
         self.active_senders = 0
+        self.saturated = False   # the ramp ended on a plateau (not on its step or user limit)
         self.sending = True
         self.running = True
         self.session = None
@@ -381,7 +382,10 @@ class Load(object):
                     best, flat = step["delivered_per_s"], 0
                 else:
                     flat += 1
-                if flat >= 2 or self.active_senders >= len(self.users) or len(steps) >= args.max_steps:
+                if flat >= 2:
+                    self.saturated = True
+                    break
+                if self.active_senders >= len(self.users) or len(steps) >= args.max_steps:
                     break
                 senders = int(math.ceil(senders * args.growth))
             # drain: stop sending, wait for every sent message to reach every member
@@ -461,7 +465,7 @@ async def measure(args, name):
     for s in steps:
         s.pop("t0"), s.pop("t1")
     return {
-        "saturation": {"senders": best["senders"], "sent_per_s": best["sent_per_s"],
+        "saturation": {"reached": load.saturated, "senders": best["senders"], "sent_per_s": best["sent_per_s"],
                        "delivered_per_s": best["delivered_per_s"],
                        "p50_ms": round(percentile(lat, 50) or 0), "p95_ms": round(percentile(lat, 95) or 0),
                        "reads_per_s": best["reads_per_s"], "media_per_s": best["media_per_s"],
@@ -473,17 +477,17 @@ async def measure(args, name):
 
 def print_report(results, out=sys.stdout):
     base = results.get("monolith", {}).get("saturation", {}).get("delivered_per_s")
-    print("\n%-14s %5s %9s %9s %8s %8s %11s %9s" % ("layout", "procs", "sent/s", "deliv/s", "p50 ms", "p95 ms",
-                                                      "undelivered", "x mono"), file=out)
+    print("\n%-14s %5s %9s %9s %8s %8s %11s %9s %10s" % ("layout", "procs", "sent/s", "deliv/s", "p50 ms", "p95 ms",
+                                                           "undelivered", "x mono", "saturated"), file=out)
     for name, r in results.items():
         if "error" in r:
             print("%-14s failed: %s" % (name, r["error"]), file=out)
             continue
         s = r["saturation"]
         ratio = "%.2f" % (s["delivered_per_s"] / base) if base else "-"
-        print("%-14s %5d %9.1f %9.1f %8d %8d %11d %9s" % (
+        print("%-14s %5d %9.1f %9.1f %8d %8d %11d %9s %10s" % (
             name, 1 + len(r["deploy"]["workers"]), s["sent_per_s"], s["delivered_per_s"], s["p50_ms"], s["p95_ms"],
-            r["undelivered"], ratio), file=out)
+            r["undelivered"], ratio, "yes" if s["reached"] else "no (ramp limit)"), file=out)
     for name, r in results.items():
         if "error" in r:
             continue

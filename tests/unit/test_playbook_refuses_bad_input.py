@@ -19,6 +19,9 @@ CASES = [
     ({"synapse_extra_config": {"worker_replication_host": "127.0.0.1"}},
      "extra_config.worker_replication_host", "instance_map.main"),
     ({"synapse_workers": {"typing_persister": 2}}, "workers.typing_persister.count", "exactly one writer"),
+    # host facts given, so that nothing is gathered from the (absent) main host
+    ({"synapse_profile": "huge", "synapse_host_cores": 2, "synapse_host_memory_mb": 4096}, "profile",
+     "valid profiles: auto, monolith, small, medium, large"),
 ]
 
 
