@@ -695,8 +695,12 @@ class _Planner(object):
                 inst["tuning"] = None
             return dict(main_limits)
         rows = {MAIN: profiles.TUNING[MAIN]}
+        by_kind = {}
         for inst in instances:
-            rows[inst["name"]] = profiles.tuning_for(inst["type"].members)
+            members = inst["type"].members
+            if members not in by_kind:
+                by_kind[members] = profiles.tuning_for(members)
+            rows[inst["name"]] = by_kind[members]
         on_main = [MAIN] + [i["name"] for i in instances if i["host"] == main_host]
         memory = layout["sizing"].get("memory_mb")
         budget = profiles.memory_budget_mb([rows[n] for n in on_main])
@@ -719,6 +723,9 @@ class _Planner(object):
             shared["database"]["args"].update(cp_min=database["cp_min"], cp_max=database["cp_max"])
         if not explicit_factor:
             shared["caches"] = {"global_factor": rows[MAIN].cache_factor}
+        extra_db = extra.get("database") if isinstance(extra.get("database"), dict) else {}
+        db_base, caches_base = [], []  # built once: a worker's sections are fresh copies of these
+        limits_of = {}
         for inst in instances:
             row = rows[inst["name"]]
             tuned = {}
@@ -730,15 +737,22 @@ class _Planner(object):
             elif not explicit_pool and (row.cp_min, row.cp_max) != (database["cp_min"], database["cp_max"]):
                 # A worker's own file replaces the whole database section: repeat the shared
                 # one (and the operator's extra_config.database) with this process's pool.
-                db = _combine(shared["database"], extra.get("database") if isinstance(extra.get("database"), dict)
-                              else {})
+                if not db_base:
+                    db_base.append(_combine(shared["database"], extra_db))
+                db = _combine(db_base[0], {}) if extra_db else dict(db_base[0], args=dict(db_base[0]["args"]))
                 db["args"].update(cp_min=row.cp_min, cp_max=row.cp_max)
                 tuned["database"] = db
                 inst["cp_max"] = row.cp_max
             if not explicit_factor and "caches" not in inst["config"] and row.cache_factor != rows[MAIN].cache_factor:
-                tuned["caches"] = _combine(extra_caches, {"global_factor": row.cache_factor})
+                if not caches_base:
+                    caches_base.append(_combine(extra_caches, {}))
+                tuned["caches"] = (_combine(caches_base[0], {}) if extra_caches else {})
+                tuned["caches"]["global_factor"] = row.cache_factor
             inst["tuned_config"] = tuned
-            inst["limits"] = _systemd(row, inst["limits"])
+            key = (row, tuple(sorted(inst["limits"].items())))
+            if key not in limits_of:
+                limits_of[key] = _systemd(row, inst["limits"])
+            inst["limits"] = dict(limits_of[key])
             inst["tuning"] = {"class": "+".join(sorted(set(profiles.TYPE_CLASS[m] for m in inst["type"].members))),
                               "cp_min": own_args.get("cp_min") if own_db is not None else
                               (tuned.get("database") or shared["database"])["args"]["cp_min"],
