@@ -22,11 +22,16 @@ CASES = [
     # host facts given, so that nothing is gathered from the (absent) main host
     ({"synapse_profile": "huge", "synapse_host_cores": 2, "synapse_host_memory_mb": 4096}, "profile",
      "valid profiles: auto, monolith, small, medium, large"),
+    # host facts as -e key=value gives them (strings) reach the planner as numbers: only the
+    # bad limit is reported, not the sizing
+    ({"synapse_profile": "auto", "synapse_host_cores": "2", "synapse_host_memory_mb": "1024",
+      "synapse_main_limits": {"memory_max": "lots"}}, "main.limits.memory_max", "must be a size", "sizing."),
 ]
 
 
-@pytest.mark.parametrize("extra,field,fragment", CASES, ids=[c[1] for c in CASES])
-def test_bad_wish_stops_before_any_host(tmp_path, extra, field, fragment):
+@pytest.mark.parametrize("extra,field,fragment,absent", [c + (None,) * (4 - len(c)) for c in CASES],
+                         ids=[c[1] for c in CASES])
+def test_bad_wish_stops_before_any_host(tmp_path, extra, field, fragment, absent):
     collections = os.path.join(str(tmp_path), "collections")
     os.makedirs(os.path.join(collections, "ansible_collections", "matrixops"))
     os.symlink(ROOT, os.path.join(collections, "ansible_collections", "matrixops", "synapse"))
@@ -42,6 +47,7 @@ def test_bad_wish_stops_before_any_host(tmp_path, extra, field, fragment):
     assert proc.returncode != 0
     assert "Compute the plan" in out
     assert field in out and fragment in out, out[-3000:]
+    assert absent is None or absent not in out, out[-3000:]
     assert "UNREACHABLE" not in out and "unreachable=1" not in out
     assert "Traceback" not in out
     assert "changed=0" in out
