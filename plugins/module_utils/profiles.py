@@ -4,9 +4,10 @@
 """Sizing profiles and per-process tuning: tables, and the pure functions that read them.
 
 A profile is a named worker layout (``PROFILES``). ``auto`` picks one from the main host's
-cores and memory and the expected number of users, by the rules in ``AUTO_RULES``; the
-numbers behind them are the saturation throughputs measured with ``benchmarks/layouts.py``
-on a 2-core host (docs/benchmarks.md), written next to each profile.
+cores and memory and the expected number of users, by the rules of ``choose``; the numbers
+behind them are saturation throughputs measured on a 2-core host under the client load that
+``benchmarks/layouts.py`` drives (docs/benchmarks.md), written next to each profile with
+whether they were measured or extrapolated.
 
 Tuning gives every process a database pool, a cache factor and systemd resource settings
 from ``TUNING`` (one row per class of process, ``TYPE_CLASS`` maps worker types to classes),
@@ -48,8 +49,8 @@ PROFILES = dict((p.name, p) for p in [
             {"synchrotron": 3, "initial_synchrotron": 1, "client_reader": 2, "event_persister": 2,
              "federation_reader": 1, "federation_sender": 1, "pusher": 1, "media_repository": 1,
              "background": 1}, 8, 200.0,
-            "extrapolated, not measured: about 25 msg/s per core as on 2 cores; sharded event "
-            "persistence only pays once the event creators' hop has cores of its own"),
+            "extrapolated, not measured: about 25 msg/s per core as on 2 cores; event persisters "
+            "only pay once the hop from main to them has cores of its own to run on"),
 ])
 
 # Names an operator may give as ``profile``: the profiles, and ``auto``.
