@@ -20,7 +20,7 @@ description:
     PostgreSQL accept the hosts running Synapse processes only. Metrics listeners accept
     O(metrics_sources) only. SSH stays open.
   - Pure computation; it reads and changes nothing on the host, so it always reports
-    C(changed=false) and runs the same in check mode. The role M(matrixops.synapse.firewall)
+    C(changed=false) and runs the same in check mode. The role C(matrixops.synapse.firewall)
     turns the result into an nftables table.
 author:
   - matrixops.synapse contributors

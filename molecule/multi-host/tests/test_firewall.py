@@ -40,6 +40,15 @@ def test_ruleset_loaded_checked_and_kept_across_boots(hosts, name):
         assert "policy drop" in host.check_output(f"nft list chain {TABLE} input")
 
 
+@pytest.mark.parametrize("action", ["restart", "reload"])
+def test_table_comes_back_when_nftables_flushes_the_ruleset(hosts, action):
+    """Debian's nftables.service flushes everything when it (re)starts or reloads."""
+    host = hosts[WORKERS]
+    with host.sudo():
+        host.check_output(f"systemctl {action} nftables.service")
+        assert "policy drop" in host.check_output(f"nft list chain {TABLE} input")
+
+
 def test_outsider_reaches_the_proxy_entrypoints(hosts):
     results = connect(hosts[PROBE], [(ADDRESS[PROXY], 8080), (ADDRESS[PROXY], 8448)])
     assert set(results.values()) == {"open"}, results
