@@ -89,6 +89,10 @@ def preview(result, old_plan, plan):
     hosts = sorted(set([plan["main"]["host"]] + [w["host"] for w in workers.values()]))
     lines = ["Synapse %s: main + %d worker(s) on %d host(s) (%s)"
              % (plan["synapse_version"], len(workers), len(hosts), ", ".join(hosts))]
+    # Which layout the plan follows and why (profile, host facts): the per-process tuning lines
+    # of the summary are left to the planning step's own output.
+    lines.extend(line for line in plan.get("layout", {}).get("summary", [])
+                 if line.startswith(("Layout:", "  why:", "  warning:")))
     if old_plan is None:
         lines.append("No deployed plan is recorded on the main host: this run deploys the plan.")
     if result.get("upgrade"):

@@ -132,3 +132,12 @@ def test_mermaid_shows_hosts_processes_streams_and_routes():
     assert 'event_persister1["event_persister1<br/>writes: events"]' in text
     assert "proxy -- sync --> synchrotron2" in text
     assert "proxy -- other --> main" in text
+
+
+def test_preview_says_which_layout_and_why():
+    """The check-mode table names the layout auto chose and the reason, not only the steps."""
+    plan = planned({}, profile="auto", sizing={"cores": 2, "memory_mb": 4096})
+    text = "\n".join(changes(None, plan, _files(plan))["preview"])
+    assert "Layout: main + 1 worker(s)" in text and "profile small (chosen by auto)" in text
+    assert "  why: " in text
+    assert "pool " not in text  # per-process tuning stays in the planning step's output
