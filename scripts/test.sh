@@ -5,13 +5,13 @@
 # Stops at the first failing stage and says which one; prints the time of each stage at the end.
 #
 # Environment:
-#   MATRIXOPS_SCENARIOS   space-separated molecule scenarios to run (default: "default all-types")
+#   MATRIXOPS_SCENARIOS   space-separated molecule scenarios to run (default: "default all-types lifecycle multi-host")
 #   MATRIXOPS_SKIP_MOLECULE=1   stop after the unit tests (quick local loop)
 . "$(dirname "$0")/lib.sh"
 
 cd "$REPO_ROOT"
 
-SCENARIOS=${MATRIXOPS_SCENARIOS:-default all-types}
+SCENARIOS=${MATRIXOPS_SCENARIOS:-default all-types lifecycle multi-host}
 REPORT_DIR=$CACHE_DIR/reports
 # Scenarios live in molecule/<name>/ at the repo root. galaxy.yml makes molecule 26 think it
 # runs in a collection (where it expects extensions/molecule/); it falls back to molecule/ on
