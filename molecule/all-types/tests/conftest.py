@@ -9,32 +9,17 @@ rule of that conftest still applies: a non-loopback URL is refused before a sock
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
-os.environ.setdefault("MATRIXOPS_CLIENT_URL", "http://127.0.0.1:19080")
-os.environ.setdefault("MATRIXOPS_FEDERATION_URL", "http://127.0.0.1:19448")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "_lib"))
+from matrixops_scenario import catalog, use_default_helpers  # noqa: E402
 
-_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "default", "tests", "conftest.py")
-_spec = importlib.util.spec_from_file_location("matrixops_default_conftest", _DEFAULT)
-_default = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _default  # dataclasses look their module up while the class is created
-_spec.loader.exec_module(_default)
+use_default_helpers("http://127.0.0.1:19080", "http://127.0.0.1:19448")
+# Re-exported: pytest finds fixtures among a conftest's attributes.
+from matrixops_default_conftest import (  # noqa: E402,F401
+    CLIENT_BASE_URL, FEDERATION_BASE_URL, LOOPBACK_HOSTS, Deployed, HttpClient, Response, client_api, deployed,
+    federation_api, journal, register, registration_secret, served_by, wait, wait_until,
+)
 
-# Re-export the helpers and fixtures (pytest finds fixtures among a conftest's attributes).
-LOOPBACK_HOSTS = _default.LOOPBACK_HOSTS
-CLIENT_BASE_URL = _default.CLIENT_BASE_URL
-FEDERATION_BASE_URL = _default.FEDERATION_BASE_URL
-HttpClient = _default.HttpClient
-Response = _default.Response
-Deployed = _default.Deployed
-wait_until = _default.wait_until
-journal = _default.journal
-client_api = _default.client_api
-federation_api = _default.federation_api
-wait = _default.wait
-deployed = _default.deployed
-register = _default.register
-registration_secret = _default.registration_secret
-served_by = _default.served_by
+CATALOG = catalog()

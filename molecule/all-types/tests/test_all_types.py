@@ -7,8 +7,6 @@ planner that drops a writer or a duty fails here.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
 import secrets
@@ -18,21 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import register, registration_secret, served_by
+from conftest import CATALOG, register, registration_secret, served_by
 
 SCENARIO = Path(__file__).resolve().parent.parent
 ROOT = SCENARIO.parent.parent
 
 
-def _load_catalog():
-    # catalog.py only needs the standard library: load it straight from the checkout.
-    spec = importlib.util.spec_from_file_location("matrixops_catalog", ROOT / "plugins" / "module_utils" / "catalog.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CATALOG = _load_catalog()
 WISH = yaml.safe_load((SCENARIO / "host_vars" / "synapse-all.yml").read_text())["synapse_workers"]
 # The types this scenario cannot run, and why, are explained in ../host_vars/synapse-all.yml.
 LEFT_OUT = {"account_data"}

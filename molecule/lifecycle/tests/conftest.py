@@ -4,7 +4,6 @@ plus running playbooks/site.yml again from the tests and reading the processes' 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -15,37 +14,18 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("MATRIXOPS_CLIENT_URL", "http://127.0.0.1:17080")
-os.environ.setdefault("MATRIXOPS_FEDERATION_URL", "http://127.0.0.1:17448")
-
 ROOT = Path(__file__).resolve().parents[3]
-_DEFAULT = ROOT / "molecule" / "default" / "tests" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("matrixops_default_conftest", _DEFAULT)
-_default = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _default  # dataclasses look their module up while the class is created
-_spec.loader.exec_module(_default)
+sys.path.insert(0, str(ROOT / "molecule" / "_lib"))
+from matrixops_scenario import catalog, use_default_helpers  # noqa: E402
 
-HttpClient = _default.HttpClient
-wait_until = _default.wait_until
-client_api = _default.client_api
-federation_api = _default.federation_api
-wait = _default.wait
-deployed = _default.deployed
-register = _default.register
-registration_secret = _default.registration_secret
-served_by = _default.served_by
+use_default_helpers("http://127.0.0.1:17080", "http://127.0.0.1:17448")
+# Re-exported: pytest finds fixtures among a conftest's attributes.
+from matrixops_default_conftest import (  # noqa: E402,F401
+    HttpClient, client_api, deployed, federation_api, register, registration_secret, served_by, wait, wait_until,
+)
 
 HOST = "synapse-life"
-
-
-def _load_catalog():
-    spec = importlib.util.spec_from_file_location("matrixops_catalog", ROOT / "plugins" / "module_utils" / "catalog.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CATALOG = _load_catalog()
+CATALOG = catalog()
 
 
 class Playbook:

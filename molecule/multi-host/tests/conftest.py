@@ -8,7 +8,6 @@ container): each test asks for the hosts it needs by role.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -19,26 +18,16 @@ import pytest
 import testinfra
 import yaml
 
-os.environ.setdefault("MATRIXOPS_CLIENT_URL", "http://127.0.0.1:16080")
-os.environ.setdefault("MATRIXOPS_FEDERATION_URL", "http://127.0.0.1:16448")
-
 ROOT = Path(__file__).resolve().parents[3]
-_DEFAULT = ROOT / "molecule" / "default" / "tests" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("matrixops_default_conftest", _DEFAULT)
-_default = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _default  # dataclasses look their module up while the class is created
-_spec.loader.exec_module(_default)
+sys.path.insert(0, str(ROOT / "molecule" / "_lib"))
+from matrixops_scenario import load, use_default_helpers  # noqa: E402
 
-CLIENT_BASE_URL = _default.CLIENT_BASE_URL
-HttpClient = _default.HttpClient
-wait_until = _default.wait_until
-client_api = _default.client_api
-federation_api = _default.federation_api
-wait = _default.wait
-register = _default.register
-registration_secret = _default.registration_secret
-served_by = _default.served_by
-journal = _default.journal
+use_default_helpers("http://127.0.0.1:16080", "http://127.0.0.1:16448")
+# Re-exported: pytest finds fixtures among a conftest's attributes.
+from matrixops_default_conftest import (  # noqa: E402,F401
+    CLIENT_BASE_URL, HttpClient, client_api, federation_api, journal, register, registration_secret, served_by,
+    wait, wait_until,
+)
 
 #: The containers of molecule.yml, by role.
 MAIN, WORKERS, PROXY, PROBE = "synapse-mh-a", "synapse-mh-b", "synapse-mh-c", "synapse-mh-probe"

@@ -5,21 +5,15 @@ hosts then prove that /sync, event persisting and media ran on the worker hosts,
 
 import asyncio
 import hashlib
-import importlib.util
 import os
 import secrets
-import sys
 
 import pytest
 
-from conftest import MAIN, ROOT, journal, register, registration_secret
+from conftest import MAIN, journal, load, register, registration_secret
 
 # The client flow itself is the default scenario's (same users, room, messages, media).
-_path = ROOT / "molecule" / "default" / "tests" / "test_client_flow.py"
-_spec = importlib.util.spec_from_file_location("matrixops_default_client_flow", _path)
-_default_flow = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _default_flow
-_spec.loader.exec_module(_default_flow)
+_default_flow = load("matrixops_default_client_flow", "molecule/default/tests/test_client_flow.py")
 MESSAGES = _default_flow.MESSAGES
 
 
