@@ -195,12 +195,17 @@ def test_pool_change_rolls_only_that_pool(host, playbook, life, wait):
 def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, client_api):
     life["chat"].send(2, "before a refused change")
     before = processes(host)
-    rc, out = _apply(playbook, W3, synapse_enable_registration=True)
+    with host.sudo():
+        routes = host.file("/etc/haproxy/haproxy.cfg").sha256sum
+    # A refused shared setting together with a new synchrotron: neither may take effect.
+    rc, out = _apply(playbook, dict(W3, synchrotron=3), synapse_enable_registration=True)
     assert rc != 0
     assert "refuses the new configuration of main" in out, out[-4000:]
     assert "open registration without any verification" in out
     assert "Nothing was restarted" in out
     assert processes(host) == before
+    with host.sudo():
+        assert host.file("/etc/haproxy/haproxy.cfg").sha256sum == routes  # no route to a process not running
     life["chat"].check_nothing_lost(wait)  # the stack kept serving
     # Put right, the files are back to what runs: nothing restarts.
     rc, out = _apply(playbook, W3)
