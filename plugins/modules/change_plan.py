@@ -26,13 +26,8 @@ description:
     C(changed=false) and runs the same in check mode. The playbook acts on the steps.
 author:
   - matrixops.synapse contributors
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - matrixops.synapse.pure
 options:
   plan:
     description: The plan to apply, as returned by M(matrixops.synapse.worker_plan).

@@ -24,13 +24,8 @@ description:
     turns the result into an nftables table.
 author:
   - matrixops.synapse contributors
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - matrixops.synapse.pure
 options:
   plan:
     description: The result of M(matrixops.synapse.worker_plan) (its registered variable).

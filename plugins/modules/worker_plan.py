@@ -21,13 +21,8 @@ description:
   - Invalid input fails with every problem found, each naming the field and the fix.
 author:
   - matrixops.synapse contributors
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - matrixops.synapse.pure
 options:
   synapse_version:
     description:
