@@ -6,7 +6,9 @@ and health URL of every process, the preview table operators read in check mode,
 of the deployment written next to the plan, and a Mermaid picture of the topology.
 
 Pure logic, no I/O: the inputs are the record of the last successful deployment (or None),
-the new plan and the checksums of the Synapse files on each host now.
+the new plan and the checksums of the Synapse files on each host now, the staged ones included
+(the roles write Synapse's files to a staging directory first; they are installed only once
+Synapse's parser accepted them).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +16,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN
-from ansible_collections.matrixops.synapse.plugins.module_utils.restarts import restart_plan, touched_from_files
+from ansible_collections.matrixops.synapse.plugins.module_utils.restarts import (
+    process_of_file, restart_plan, touched_from_files,
+)
 
 RECORD_FORMAT = 1
 
@@ -41,12 +45,58 @@ def _backends(plan):
     return result
 
 
-def changes(record, plan, files_now, config_dir="/etc/matrix-synapse"):
+def staged_files(files_found, plan, config_dir, staging_dir=None):
+    """Split what was found on each host into the files as they will be once the staged files
+    are installed, and the staged files to install.
+
+    ``files_found``: ``{host: {path: checksum}}`` of every Synapse file on the host, those under
+    ``staging_dir`` (default ``config_dir/.staged``, laid out as ``config_dir``) included.
+    A staged file counts at the path it is installed to. Staged files of workers the plan does
+    not run on that host are left out: they are never installed (cleanup removes them).
+
+    Returns ``(files_now, install)``: ``files_now`` is ``{host: {path: checksum}}`` without any
+    staged path; ``install`` is ``{host: [{"src", "dest"}]}``, the staged files whose content
+    differs from the installed file (or that are new), sorted by destination.
+    """
+    config_dir = config_dir.rstrip("/")
+    staging_dir = (staging_dir or config_dir + "/.staged").rstrip("/")
+    workers_on = {}
+    for w in plan.get("workers", []):
+        workers_on.setdefault(w["host"], set()).add(w["name"])
+    main_host = plan.get("main", {}).get("host")
+    files_now, install = {}, {}
+    for host, found in (files_found or {}).items():
+        in_use, staged = {}, {}
+        for path, checksum in found.items():
+            if path.startswith(staging_dir + "/"):
+                staged[config_dir + path[len(staging_dir):]] = (path, checksum)
+            else:
+                in_use[path] = checksum
+        now = dict(in_use)
+        todo = []
+        for dest, (src, checksum) in sorted(staged.items()):
+            owner = process_of_file(dest, config_dir)
+            if owner == MAIN and host != main_host:
+                continue
+            if owner not in (None, MAIN) and owner not in workers_on.get(host, ()):
+                continue
+            now[dest] = checksum
+            if in_use.get(dest) != checksum:
+                todo.append({"src": src, "dest": dest})
+        files_now[host] = now
+        if todo:
+            install[host] = todo
+    return files_now, install
+
+
+def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging_dir=None):
     """Everything the apply phase of the playbook needs.
 
     ``record``: what ``changes`` returned as ``record`` after the last successful run (None on
-    a host never deployed with a record). ``files_now``: ``{host: {path: checksum}}``.
+    a host never deployed with a record). ``files_found``: ``{host: {path: checksum}}``, the
+    staged files included (see ``staged_files``).
     """
+    files_now, install = staged_files(files_found, plan, config_dir, staging_dir)
     old_plan = (record or {}).get("plan")
     touched = None
     if record:
@@ -68,6 +118,7 @@ def changes(record, plan, files_now, config_dir="/etc/matrix-synapse"):
                       "hosts": sorted(set(p["host"] for p in processes))})
     result["steps"] = steps
     result["touched"] = touched or {"shared": [], "main": [], "workers": {}}
+    result["install"] = install
     result["changed"] = bool(steps)
     result["record"] = {"format": RECORD_FORMAT, "synapse_version": plan["synapse_version"], "plan": plan,
                         "files": files_now}

@@ -41,13 +41,21 @@ options:
   files:
     description:
       - "The Synapse files on each host now: C({host: {path: checksum}}): the shared and per-process
-        configuration under O(config_dir), secrets, the signing key and the systemd units."
+        configuration under O(config_dir), secrets, the signing key and the systemd units, and the
+        files staged under O(staging_dir)."
+      - A staged file counts at the path it is installed to; the restarts follow from the files as
+        they will be once every staged file is installed.
     type: dict
     default: {}
   config_dir:
     description: Synapse's configuration directory on the hosts.
     type: str
     default: /etc/matrix-synapse
+  staging_dir:
+    description:
+      - Where the roles write Synapse's files first, laid out as O(config_dir) (default C(.staged)
+        in O(config_dir)). Staged files are installed only after Synapse's parser accepted them.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -99,6 +107,13 @@ upgrade:
   description: C({from, to}) when the Synapse version changes, else null.
   returned: success
   type: dict
+install:
+  description:
+    - "Staged files to install, per host: C({host: [{src, dest}]}): those whose content differs from
+      the installed file, or that are new. Staged files of workers the plan does not run on that
+      host are never listed."
+  returned: success
+  type: dict
 touched:
   description: Files that changed since the record, by the process they belong to (C(shared), C(main), C(workers)).
   returned: success
@@ -130,11 +145,12 @@ def main():
             record=dict(type="dict"),
             files=dict(type="dict", default={}),
             config_dir=dict(type="str", default="/etc/matrix-synapse"),
+            staging_dir=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    result = changes(p["record"] or None, p["plan"], p["files"], p["config_dir"])
+    result = changes(p["record"] or None, p["plan"], p["files"], p["config_dir"], p["staging_dir"])
     result.pop("changed")
     module.exit_json(changed=False, **result)
 

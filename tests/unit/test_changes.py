@@ -141,3 +141,80 @@ def test_preview_says_which_layout_and_why():
     assert "Layout: main + 1 worker(s)" in text and "profile small (chosen by auto)" in text
     assert "  why: " in text
     assert "pool " not in text  # per-process tuning stays in the planning step's output
+
+
+# Staging: the roles write Synapse's files under CONF/.staged first; they count at the path they
+# are installed to, and only those that differ from the installed file are installed.
+STAGED = CONF + "/.staged"
+
+
+def _staged(files):
+    """The same files as ``_files`` gives, as the roles stage them (config files only)."""
+    return dict((STAGED + path[len(CONF):], checksum) for path, checksum in files.items() if path.startswith(CONF + "/"))
+
+
+def test_staged_copies_of_the_installed_files_install_nothing_and_restart_nothing():
+    plan, record = _converged()
+    files = _files(plan)["hs1"]
+    result = changes(record, plan, {"hs1": dict(files, **_staged(files))})
+    assert result["install"] == {} and result["steps"] == []
+    assert result["record"] == record  # staged paths never enter the record
+
+
+def test_a_staged_change_counts_as_if_installed_and_is_listed_for_install():
+    plan, record = _converged()
+    files = _files(plan)["hs1"]
+    staged = _staged(files)
+    staged[STAGED + "/log/client_reader1.yaml"] = "edited"
+    result = changes(record, plan, {"hs1": dict(files, **staged)})
+    assert result["install"] == {"hs1": [{"src": STAGED + "/log/client_reader1.yaml",
+                                          "dest": CONF + "/log/client_reader1.yaml"}]}
+    assert result["reconfigured"] == ["client_reader1"]
+    assert result["record"]["files"]["hs1"][CONF + "/log/client_reader1.yaml"] == "edited"
+    assert not [p for p in result["record"]["files"]["hs1"] if p.startswith(STAGED)]
+
+
+def test_a_refused_run_leaves_the_record_so_the_fixed_run_restarts_and_the_reverted_run_does_not():
+    plan, record = _converged()
+    files = _files(plan)["hs1"]
+    refused = dict(_staged(files), **{STAGED + "/homeserver.yaml": "refused"})
+    # The refused run stopped at the gate: nothing installed, no new record. Fixed input:
+    fixed = changes(record, plan, {"hs1": dict(files, **dict(refused, **{STAGED + "/homeserver.yaml": "fixed"}))})
+    assert [i["dest"] for i in fixed["install"]["hs1"]] == [CONF + "/homeserver.yaml"]
+    assert fixed["steps"] and fixed["touched"]["shared"] == ["hs1:" + CONF + "/homeserver.yaml"]
+    # Input put back as it was: the staged file equals the installed one again.
+    reverted = changes(record, plan, {"hs1": dict(files, **_staged(files))})
+    assert reverted["install"] == {} and reverted["steps"] == []
+
+
+def test_new_workers_files_are_installed_and_stale_staged_files_are_not():
+    plan, record = _converged()
+    bigger = planned(dict(BASE, synchrotron=3))
+    files = _files(plan)["hs1"]
+    staged = _staged(_files(bigger)["hs1"])
+    staged[STAGED + "/workers/federation_sender1.yaml"] = "left by a refused run"
+    staged[STAGED + "/log/federation_sender1.yaml"] = "left by a refused run"
+    result = changes(record, bigger, {"hs1": dict(files, **staged)})
+    assert sorted(i["dest"] for i in result["install"]["hs1"]) == [
+        CONF + "/log/synchrotron3.yaml", CONF + "/workers/synchrotron3.yaml"]
+    assert CONF + "/workers/federation_sender1.yaml" not in result["record"]["files"]["hs1"]
+    assert result["added"] == ["synchrotron3"] and [s["action"] for s in result["steps"]] == ["start"]
+
+
+def test_main_files_staged_on_a_worker_host_are_not_installed_there():
+    plan = planned({"synchrotron": {"count": 1, "host": "hs2"}},
+                   hosts={"hs1": {"address": "10.0.0.10"}, "hs2": {"address": "10.0.0.11"}})
+    found = {"hs2": {STAGED + "/homeserver.yaml": "h1", STAGED + "/log/main.yaml": "l-main",
+                     STAGED + "/workers/synchrotron1.yaml": "w", STAGED + "/log/synchrotron1.yaml": "l"}}
+    result = changes(None, plan, found)
+    assert sorted(i["dest"] for i in result["install"]["hs2"]) == [
+        CONF + "/homeserver.yaml", CONF + "/log/synchrotron1.yaml", CONF + "/workers/synchrotron1.yaml"]
+
+
+def test_staging_dir_can_be_set():
+    plan, record = _converged()
+    files = _files(plan)["hs1"]
+    elsewhere = dict(("/srv/stage" + p[len(STAGED):], c) for p, c in _staged(files).items())
+    elsewhere["/srv/stage/homeserver.yaml"] = "new"
+    result = changes(record, plan, {"hs1": dict(files, **elsewhere)}, CONF, "/srv/stage/")
+    assert result["install"] == {"hs1": [{"src": "/srv/stage/homeserver.yaml", "dest": CONF + "/homeserver.yaml"}]}

@@ -21,6 +21,7 @@ W1 = dict(W0, synchrotron=3, event_persister=2)          # scale up, incl. a sec
 W2 = dict(W1, synchrotron=2)                             # scale down one pool
 W3 = dict(W2, client_reader={"count": 1, "config": {"event_cache_size": "12K"}})  # one pool's own config
 V3 = "/_matrix/client/v3"
+STAGED = "/etc/matrix-synapse/.staged"
 
 
 def _q(value):
@@ -104,6 +105,17 @@ def life(host, client_api):
                 "macaroon_secret_key", "form_secret", "registration_shared_secret", "worker_replication_secret",
                 "redis_password", "database_password")))}
     return {"chat": chat, "media": (upload.json()["content_uri"], payload), "kept": kept}
+
+
+def _installed_files(host):
+    """Checksums of the installed Synapse configuration (what a restart or a reboot loads) and of
+    the proxy's, and the units enabled to start at boot."""
+    with host.sudo():
+        listing = host.check_output(
+            "find /etc/matrix-synapse /etc/haproxy -path '/etc/matrix-synapse/.staged' -prune"
+            " -o -type f ! -name deployed.json ! -name topology.mmd -print0 | sort -z | xargs -0 sha256sum;"
+            " find /etc/systemd/system -name 'matrix-synapse*' -type l | sort")
+    return listing
 
 
 def _apply(playbook, wish, *args, version=OLD_VERSION, **extra):
@@ -195,23 +207,30 @@ def test_pool_change_rolls_only_that_pool(host, playbook, life, wait):
 def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, client_api):
     life["chat"].send(2, "before a refused change")
     before = processes(host)
-    with host.sudo():
-        routes = host.file("/etc/haproxy/haproxy.cfg").sha256sum
+    installed = _installed_files(host)
     # A refused shared setting together with a new synchrotron: neither may take effect.
     rc, out = _apply(playbook, dict(W3, synchrotron=3), synapse_enable_registration=True)
     assert rc != 0
     assert "refuses the new configuration of main" in out, out[-4000:]
     assert "open registration without any verification" in out
-    assert "Nothing was restarted" in out
+    assert "Nothing was installed or restarted" in out
     assert processes(host) == before
+    # Not one installed file changed (haproxy.cfg included: no route to a process not running),
+    # so a restart or a reboot loads what runs now; the refused files wait in the staging dir.
+    assert _installed_files(host) == installed
+    assert not host.service("matrix-synapse-worker@synchrotron3").is_enabled
     with host.sudo():
-        assert host.file("/etc/haproxy/haproxy.cfg").sha256sum == routes  # no route to a process not running
+        assert "enable_registration: true" in host.file(f"{STAGED}/homeserver.yaml").content_string
+        assert host.file(f"{STAGED}/workers/synchrotron3.yaml").exists
     life["chat"].check_nothing_lost(wait)  # the stack kept serving
-    # Put right, the files are back to what runs: nothing restarts.
+    # Put right, the files are back to what runs: nothing restarts, the refused leftovers go.
     rc, out = _apply(playbook, W3)
     assert rc == 0, out[-6000:]
     assert processes(host) == before
     assert "No Synapse process starts, stops or restarts." in out
+    assert _installed_files(host) == installed
+    with host.sudo():
+        assert not host.file(f"{STAGED}/workers/synchrotron3.yaml").exists
 
 
 def test_upgrade_to_the_pinned_release_keeps_everything(host, playbook, life, wait, client_api, federation_api):
