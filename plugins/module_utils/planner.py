@@ -81,6 +81,28 @@ class PlanError(Exception):
     def format(self):
         return "; ".join("%s: %s" % (field, msg) for field, msg in self.errors)
 
+    def renamed(self, names):
+        """The same errors, the planner's field names replaced by the names the operator set them
+        as. ``names`` maps a planner field (``workers``, ``main.limits``) to the variable that
+        feeds it (``synapse_workers``, ``synapse_main_limits``); the longest matching field wins,
+        in the field of each error and where its message names a field (``workers.x.count``,
+        ``allow_experimental: true``)."""
+        if not names:
+            return PlanError(self.errors)
+        keys = sorted(names, key=len, reverse=True)
+        # In prose a plain word (metrics, workers) is only a field when a path or a value follows.
+        in_text = re.compile(r"(?<![\w.])(?:(%s)(?!\w)|(%s)(?=[.:\[]))" % (
+            "|".join(re.escape(k) for k in keys if "." in k) or "(?!)",
+            "|".join(re.escape(k) for k in keys if "." not in k) or "(?!)"))
+
+        def field(name):
+            for key in keys:
+                if name == key or name.startswith(key + ".") or name.startswith(key + "["):
+                    return names[key] + name[len(key):]
+            return name
+
+        return PlanError((field(f), in_text.sub(lambda m: names[m.group(1) or m.group(2)], msg)) for f, msg in self.errors)
+
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)

@@ -35,7 +35,8 @@ options:
         (inventory host to place the instances on, default the main host) and C(config)
         (extra settings for each instance's own config file).
       - Types not listed run no instance (their work stays on main), unless O(profile) adds them.
-    type: dict
+      - Anything but a mapping is refused by the planner with the field named (not converted).
+    type: raw
     default: {}
   profile:
     description:
@@ -156,8 +157,8 @@ options:
   extra_config:
     description:
       - Settings the operator adds to the shared configuration. Checked for keys Synapse removed
-        and keys the planner owns.
-    type: dict
+        and keys the planner owns. Anything but a mapping is refused by the planner.
+    type: raw
     default: {}
   metrics:
     description: Give main and every worker a metrics listener (and set C(enable_metrics)).
@@ -173,6 +174,15 @@ options:
         path. Without it, media workers placed on several hosts are refused.
     type: bool
     default: false
+  field_names:
+    description:
+      - "How the operator names the options in error messages: C({planner field: variable}), for
+        example C({workers: synapse_workers, main.limits: synapse_main_limits}). The longest
+        matching field wins; fields not listed keep their option names."
+      - C(playbooks/site.yml) maps every option it fills from an inventory variable, so errors
+        name the variable to fix.
+    type: dict
+    default: {}
 notes:
   - Secrets are not inputs; roles merge them into the rendered files.
 """
@@ -283,7 +293,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             synapse_version=dict(type="str"),
-            workers=dict(type="dict", default={}),
+            workers=dict(type="raw", default={}),
             profile=dict(type="str"),
             sizing=dict(type="dict", default={}),
             tuning=dict(type="bool", default=True),
@@ -304,16 +314,20 @@ def main():
             redis=dict(type="dict", default={}),
             database=dict(type="dict", default={}),
             proxy=dict(type="dict", default={}),
-            extra_config=dict(type="dict", default={}),
+            extra_config=dict(type="raw", default={}),
             metrics=dict(type="bool", default=False),
             allow_experimental=dict(type="bool", default=False),
             media_store_shared=dict(type="bool", default=False),
+            field_names=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
+    wish = dict(module.params)
+    names = wish.pop("field_names") or {}
     try:
-        result = plan(dict(module.params))
+        result = plan(wish)
     except PlanError as exc:
+        exc = exc.renamed(names)
         module.fail_json(msg="Invalid Synapse worker plan: " + exc.format(),
                          errors=[{"field": f, "message": m} for f, m in exc.errors])
     module.exit_json(changed=False, **result)

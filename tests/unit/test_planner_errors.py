@@ -115,3 +115,29 @@ def test_all_problems_reported_at_once():
         planned({"synchrotorn": 1, "pusher": -2}, extra_config={"worker_replication_port": 9092})
     fields = set(f for f, _ in err.value.errors)
     assert fields == {"workers.synchrotorn", "workers.pusher.count", "extra_config.worker_replication_port"}
+
+
+NAMES = {"workers": "synapse_workers", "database.cp_min": "synapse_database_cp_min",
+         "database.cp_max": "synapse_database_cp_max", "allow_experimental": "synapse_allow_experimental",
+         "metrics": "synapse_metrics", "main.limits": "synapse_main_limits"}
+
+
+def test_errors_can_name_the_variables_the_operator_set():
+    with pytest.raises(PlanError) as info:
+        planned({"synchrotron": -1, "background": {"count": 1, "limits": {"memory_max": "lots"}}},
+                database={"cp_min": 9, "cp_max": 3}, main={"limits": {"cpu_weight": 0}})
+    renamed = dict(info.value.renamed(NAMES).errors)
+    assert "synapse_workers.synchrotron.count" in renamed
+    assert "synapse_workers.background.limits.memory_max" in renamed
+    assert "synapse_main_limits.cpu_weight" in renamed
+    assert renamed["synapse_database_cp_min"].startswith("must not exceed synapse_database_cp_max (")
+    assert not [f for f in renamed if f.startswith(("workers.", "database.", "main."))]
+
+
+def test_renaming_touches_field_names_in_messages_not_plain_words():
+    error = PlanError([("workers.x", "set allow_experimental: true to use it; metrics and workers stay"),
+                       ("hosts", "also used by workers.y[0]")])
+    renamed = error.renamed(NAMES).errors
+    assert renamed[0] == ("synapse_workers.x", "set synapse_allow_experimental: true to use it; metrics and workers stay")
+    assert renamed[1] == ("hosts", "also used by synapse_workers.y[0]")
+    assert error.renamed({}).errors == error.errors

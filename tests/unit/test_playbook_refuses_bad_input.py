@@ -13,19 +13,26 @@ import pytest
 
 from conftest import ROOT
 
+# Errors name the inventory variable the operator set (site.yml maps the planner's fields).
 CASES = [
-    ({"synapse_workers": {"synchrotorn": 2}}, "workers.synchrotorn", "unknown worker type"),
-    ({"synapse_workers": {"background": 2}}, "workers.background.count", "at most 1"),
+    ({"synapse_workers": {"synchrotorn": 2}}, "synapse_workers.synchrotorn: unknown worker type", "unknown worker"),
+    ({"synapse_workers": {"background": 2}}, "synapse_workers.background.count:", "at most 1"),
     ({"synapse_extra_config": {"worker_replication_host": "127.0.0.1"}},
-     "extra_config.worker_replication_host", "instance_map.main"),
-    ({"synapse_workers": {"typing_persister": 2}}, "workers.typing_persister.count", "exactly one writer"),
+     "synapse_extra_config.worker_replication_host:", "instance_map.main"),
+    ({"synapse_workers": {"typing_persister": 2}}, "synapse_workers.typing_persister.count", "exactly one writer"),
+    # a list where a mapping belongs: the planner's message, not Ansible's type conversion error
+    ({"synapse_workers": ["synchrotron"]}, "synapse_workers: must be a mapping of worker type", "count",
+     "unable to convert"),
+    ({"synapse_workers": {"account_data": 1}, "synapse_database_cp_min": 9, "synapse_database_cp_max": 3},
+     "synapse_database_cp_min: must not exceed synapse_database_cp_max", "(9 > 3)"),
     # host facts given, so that nothing is gathered from the (absent) main host
-    ({"synapse_profile": "huge", "synapse_host_cores": 2, "synapse_host_memory_mb": 4096}, "profile",
+    ({"synapse_profile": "huge", "synapse_host_cores": 2, "synapse_host_memory_mb": 4096}, "synapse_profile:",
      "valid profiles: auto, monolith, small, medium, large"),
     # host facts as -e key=value gives them (strings) reach the planner as numbers: only the
     # bad limit is reported, not the sizing
     ({"synapse_profile": "auto", "synapse_host_cores": "2", "synapse_host_memory_mb": "1024",
-      "synapse_main_limits": {"memory_max": "lots"}}, "main.limits.memory_max", "must be a size", "sizing."),
+      "synapse_main_limits": {"memory_max": "lots"}}, "synapse_main_limits.memory_max", "must be a size",
+     "synapse_host_cores: must"),
 ]
 
 
