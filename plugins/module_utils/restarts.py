@@ -10,6 +10,7 @@ fresh host) and the plan about to be applied (``new``). Synapse's rules (docs/wo
   streams by their id generators): every process must restart, the writers of the changed
   streams stopped together first, then started, then main, then every other worker;
 - ``federation_sender_instances`` changes: stop every federation sender together, then start;
+  when the list is or becomes unset (main sends), main restarts between the two;
 - ``pusher_instances`` changes: restart main and every pusher;
 - a single-instance duty moves (user directory, appservices, background tasks, media jobs):
   restart main and the old and new holders;
@@ -22,7 +23,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN
+from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN, MAIN_WRITER
+
+# How Synapse names main in instance lists (federation_sender_instances, pusher_instances).
+MAIN_INSTANCE = MAIN_WRITER
 
 LIST_DUTIES = ("federation_sender_instances", "pusher_instances")
 SINGLE_DUTIES = ("update_user_directory_from_worker", "notify_appservices_from_worker",
@@ -33,6 +37,12 @@ _RULED = ("stream_writers", "instance_map") + LIST_DUTIES + SINGLE_DUTIES
 
 def _workers(plan):
     return dict((w["name"], w) for w in (plan or {}).get("workers", []))
+
+
+def _duty(shared, key):
+    """Who performs a list duty: the list given, or main (Synapse's "master") when unset."""
+    value = shared.get(key)
+    return [MAIN_INSTANCE] if value is None else _names(value)
 
 
 def _names(value):
@@ -110,21 +120,34 @@ def restart_plan(old, new, touched=None):
     else:
         handled = set()
 
-    senders_old = _names(old_shared.get("federation_sender_instances"))
-    senders_new = _names(new_shared.get("federation_sender_instances"))
+    # Unset, the duty is main's (Synapse reads a missing list as ["master"]): going from no
+    # sender worker to one, or back, moves federation sending to or from main, which only
+    # takes it up or gives it up when it restarts, between the old senders' stop and the new
+    # senders' start, so that two processes never send at once.
+    senders_old = _duty(old_shared, "federation_sender_instances")
+    senders_new = _duty(new_shared, "federation_sender_instances")
+    main_done = False
     if senders_old != senders_new:
-        result["reasons"].append("federation_sender_instances changed: stop every federation sender "
-                                 "together, then start them")
-        stopping = sorted(n for n in senders_old if n not in handled)
-        starting = sorted(n for n in senders_new if n not in handled)
+        stopping = sorted(n for n in senders_old if n not in handled and n != MAIN_INSTANCE)
+        starting = sorted(n for n in senders_new if n not in handled and n != MAIN_INSTANCE)
+        main_done = MAIN_INSTANCE in senders_old or MAIN_INSTANCE in senders_new
         if stopping:
             steps.append(_step("stop", stopping))
+        if main_done:
+            steps.append(_step("restart", [MAIN]))
         if starting:
             steps.append(_step("start", starting))
         handled |= set(stopping) | set(starting)
+        if not starting:
+            how = "stop every federation sender worker, then restart main, which sends federation again"
+        elif main_done and MAIN_INSTANCE in senders_old:
+            how = "restart main, which stops sending federation, then start the federation senders"
+        else:
+            how = "stop every federation sender together, then start the new set"
+        result["reasons"].append("federation_sender_instances changed: " + how)
 
-    pushers_old = _names(old_shared.get("pusher_instances"))
-    pushers_new = _names(new_shared.get("pusher_instances"))
+    pushers_old = _duty(old_shared, "pusher_instances")
+    pushers_new = _duty(new_shared, "pusher_instances")
     if pushers_old != pushers_new:
         main = True
         restart |= set(n for n in pushers_old + pushers_new if n in new_workers and n in old_workers)
@@ -159,12 +182,13 @@ def restart_plan(old, new, touched=None):
         result["reasons"].append("workers removed: stop %s" % ", ".join(removed))
 
     if full:
-        steps.append(_step("restart", [MAIN]))
+        if not main_done:
+            steps.append(_step("restart", [MAIN]))
         others = sorted(n for n in new_workers if n not in handled and n not in added)
         if others:
             steps.append(_step("restart", others))
         handled |= set(others)
-    elif main:
+    elif main and not main_done:
         steps.append(_step("restart", [MAIN]))
     together = sorted(n for n in restart if n not in handled)
     if together:

@@ -89,6 +89,37 @@ def test_federation_senders_changed_stop_all_then_start():
     assert "main" not in [u for s in result["steps"] for u in s["units"]]
 
 
+def test_removing_the_last_federation_sender_hands_sending_back_to_main():
+    # No federation_sender_instances means main sends (Synapse's default is ["master"]).
+    result = restart_plan(_with(federation_sender=1), _with(federation_sender=None))
+    assert result["steps"] == [
+        {"action": "stop", "units": ["federation_sender1"], "rolling": False},
+        {"action": "restart", "units": ["main"], "rolling": False},
+    ]
+    assert any("restart main, which sends federation again" in r for r in result["reasons"])
+    assert not any("then start" in r for r in result["reasons"])
+
+
+def test_the_first_federation_sender_starts_after_main_stopped_sending():
+    result = restart_plan(_with(federation_sender=None), _with(federation_sender=2))
+    assert result["steps"] == [
+        {"action": "restart", "units": ["main"], "rolling": False},
+        {"action": "start", "units": ["federation_sender1", "federation_sender2"], "rolling": False},
+    ]
+    assert any("restart main, which stops sending federation" in r for r in result["reasons"])
+
+
+def test_main_restarts_once_when_senders_and_other_shared_settings_change():
+    old, new = _with(federation_sender=None), _with(federation_sender=1, event_persister=3)
+    steps = restart_plan(old, new)["steps"]
+    mains = [i for i, s in enumerate(steps) if "main" in s["units"]]
+    assert len(mains) == 1
+    # main restarts after the event writers started and before the new sender starts
+    persisters_start = next(i for i, s in enumerate(steps) if s["action"] == "start" and "event_persister3" in s["units"])
+    sender_start = next(i for i, s in enumerate(steps) if "federation_sender1" in s["units"])
+    assert persisters_start < mains[0] < sender_start
+
+
 def test_pushers_changed_restart_main_and_pushers():
     result = restart_plan(_with(pusher=1), _with(pusher=2))
     assert result["steps"] == [
