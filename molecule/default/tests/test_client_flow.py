@@ -73,9 +73,11 @@ async def _flow(alice_id, bob_id, password, payload):
         await bob.close()
 
 
-@pytest.fixture(scope="module")
-def flow(host, client_api):
-    shared_secret = registration_secret(host)
+def run_flow(registration_host, client_api):
+    """Register Alice (admin, no message rate limit) and Bob on the homeserver whose shared
+    secret ``registration_host`` holds, then run the client flow through the proxy. Shared
+    with the multi-host scenario."""
+    shared_secret = registration_secret(registration_host)
     suffix = secrets.token_hex(3)
     password = secrets.token_urlsafe(12)
     registered = register(client_api, shared_secret, f"alice_{suffix}", password, admin=True)
@@ -91,6 +93,18 @@ def flow(host, client_api):
             "payload": payload, "downloaded": downloaded}
 
 
+def served(host, unit, user, fragment):
+    """Access-log lines of ``unit`` on ``host`` for requests by ``user`` whose request line has
+    ``fragment``. Shared with the multi-host scenario."""
+    return [line for line in journal(host, unit).splitlines()
+            if "Processed request" in line and "{%s}" % user in line and fragment in line]
+
+
+@pytest.fixture(scope="module")
+def flow(host, client_api):
+    return run_flow(host, client_api)
+
+
 def test_bob_receives_all_messages_in_order(flow):
     assert flow["received"][:MESSAGES] == flow["sent"]
 
@@ -100,37 +114,31 @@ def test_media_round_trip_is_byte_identical(flow):
     assert hashlib.sha256(flow["downloaded"]).hexdigest() == hashlib.sha256(flow["payload"]).hexdigest()
 
 
-def _served(host, unit, user, fragment):
-    """Access-log lines of ``unit`` for requests by ``user`` whose request line has ``fragment``."""
-    return [line for line in journal(host, unit).splitlines()
-            if "Processed request" in line and "{%s}" % user in line and fragment in line]
-
-
 def _units(deployed, prefix):
     return [f"matrix-synapse-worker@{n}.service" for n in deployed.names(prefix)]
 
 
 def test_sync_served_by_synchrotrons_not_main(host, deployed, flow):
     bob = flow["bob"]
-    on_workers = sum(len(_served(host, u, bob, "/sync")) for u in _units(deployed, "synchrotron"))
+    on_workers = sum(len(served(host, u, bob, "/sync")) for u in _units(deployed, "synchrotron"))
     assert on_workers >= 3
-    assert _served(host, "matrix-synapse.service", bob, "/sync") == []
+    assert served(host, "matrix-synapse.service", bob, "/sync") == []
 
 
 def test_media_served_by_media_worker_not_main(host, deployed, flow):
     units = _units(deployed, "media_repository")
-    assert sum(len(_served(host, u, flow["alice"], "/upload")) for u in units) == 1
-    assert sum(len(_served(host, u, flow["bob"], "/download/")) for u in units) == 1
+    assert sum(len(served(host, u, flow["alice"], "/upload")) for u in units) == 1
+    assert sum(len(served(host, u, flow["bob"], "/download/")) for u in units) == 1
     for user in (flow["alice"], flow["bob"]):
-        assert _served(host, "matrix-synapse.service", user, "/media/") == []
+        assert served(host, "matrix-synapse.service", user, "/media/") == []
 
 
 def test_room_reads_served_by_client_reader_not_main(host, deployed, flow):
     units = _units(deployed, "client_reader")
     alice = flow["alice"]
     for fragment in ("/joined_members", "/messages"):
-        assert sum(len(_served(host, u, alice, fragment)) for u in units) >= 1, fragment
-        assert _served(host, "matrix-synapse.service", alice, fragment) == [], fragment
+        assert sum(len(served(host, u, alice, fragment)) for u in units) >= 1, fragment
+        assert served(host, "matrix-synapse.service", alice, fragment) == [], fragment
 
 
 def test_events_persisted_by_event_persisters(host, deployed, flow):

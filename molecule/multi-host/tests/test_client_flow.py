@@ -3,14 +3,11 @@ two users, a room, 20 messages, an incremental /sync, a media round trip. The jo
 hosts then prove that /sync, event persisting and media ran on the worker hosts, not on main.
 """
 
-import asyncio
 import hashlib
-import os
-import secrets
 
 import pytest
 
-from conftest import MAIN, journal, load, register, registration_secret
+from conftest import MAIN, journal, load
 
 # The client flow itself is the default scenario's (same users, room, messages, media).
 _default_flow = load("matrixops_default_client_flow", "molecule/default/tests/test_client_flow.py")
@@ -19,26 +16,10 @@ MESSAGES = _default_flow.MESSAGES
 
 @pytest.fixture(scope="module")
 def flow(hosts, client_api):
-    shared_secret = registration_secret(hosts[MAIN])
-    suffix = secrets.token_hex(3)
-    password = secrets.token_urlsafe(12)
-    registered = register(client_api, shared_secret, f"alice_{suffix}", password, admin=True)
-    alice, admin_token = registered["user_id"], registered["access_token"]
-    bob = register(client_api, shared_secret, f"bob_{suffix}", password)["user_id"]
-    # Twenty messages in a row would hit Synapse's default message rate limit: lift it for Alice.
-    resp = client_api.post(f"/_synapse/admin/v1/users/{alice}/override_ratelimit", access_token=admin_token,
-                           json_body={"messages_per_second": 0, "burst_count": 0})
-    assert resp.status == 200, resp.body
-    payload = os.urandom(200_000)
-    room_id, sent, received, downloaded = asyncio.run(_default_flow._flow(alice, bob, password, payload))
-    return {"alice": alice, "bob": bob, "room_id": room_id, "sent": sent, "received": received,
-            "payload": payload, "downloaded": downloaded}
+    return _default_flow.run_flow(hosts[MAIN], client_api)
 
 
-def served(host, unit, user, fragment):
-    """Access-log lines of ``unit`` on ``host`` for requests by ``user`` with ``fragment``."""
-    return [line for line in journal(host, unit).splitlines()
-            if "Processed request" in line and "{%s}" % user in line and fragment in line]
+served = _default_flow.served
 
 
 def worker_lines(hosts, deployment, prefix, user, fragment):
