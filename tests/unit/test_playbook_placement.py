@@ -13,16 +13,17 @@ from conftest import ROOT
 INVENTORY = os.path.join(ROOT, "inventories", "multi-host", "hosts.yml")
 
 CASES = [
-    # Extra vars reach every host: each one then claims the synchrotrons.
+    # Errors name the inventory variables (site.yml's field_names). Extra vars reach every host: each one then claims the synchrotrons.
     ({"synapse_worker_placement": ["synchrotron"]},
-     [("placement.matrix-a", "not a worker host"), ("placement.matrix-c", "already places on host matrix-b")]),
+     [("synapse_worker_placement.matrix-a", "not a worker host"),
+      ("synapse_worker_placement.matrix-c", "already places on host matrix-b")]),
     # Every host on 127.0.0.1: unreachable from the others, and indistinguishable.
     ({"synapse_private_address": "127.0.0.1"},
-     [("main.address", "loopback"), ("hosts.matrix-b.address", "same address")]),
+     [("synapse_private_address", "loopback"), ("hosts.matrix-b.address", "same address")]),
     # A wish the example's host_vars no longer match.
     ({"synapse_workers": {"synchrotron": 2, "sso_login": 1}},
-     [("placement.matrix-b", "'event_persister' is neither an entry"),
-      ("workers.sso_login.host", "placed nowhere, so it would run on main's host matrix-a")]),
+     [("synapse_worker_placement.matrix-b", "'event_persister' is neither an entry"),
+      ("synapse_workers.sso_login.host", "placed nowhere, so it would run on main's host matrix-a")]),
 ]
 
 
