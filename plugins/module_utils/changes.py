@@ -89,19 +89,40 @@ def staged_files(files_found, plan, config_dir, staging_dir=None):
     return files_now, install
 
 
-def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging_dir=None):
+def venv_mismatch(venv, plan):
+    """Why the processes on some host would not run from the plan's release virtualenv, or None.
+
+    ``venv``: ``{"release": path of the plan's release virtualenv, "current": {host: what the
+    virtualenv path the units run from points at now: a path, "" when it is a directory of its
+    own, None when it does not exist}}``.
+    """
+    if not venv or not venv.get("release"):
+        return None
+    release = venv["release"].rstrip("/")
+    hosts = set([plan["main"]["host"]] + [w["host"] for w in plan.get("workers", [])])
+    wrong = sorted((h, t) for h, t in (venv.get("current") or {}).items()
+                   if h in hosts and t is not None and (t or "").rstrip("/") != release)
+    if not wrong:
+        return None
+    return "the virtualenv the processes run from is not %s on %s" % (release, ", ".join(
+        "%s (%s)" % (h, t or "a directory of its own") for h, t in wrong))
+
+
+def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging_dir=None, venv=None):
     """Everything the apply phase of the playbook needs.
 
     ``record``: what ``changes`` returned as ``record`` after the last successful run (None on
     a host never deployed with a record). ``files_found``: ``{host: {path: checksum}}``, the
-    staged files included (see ``staged_files``).
+    staged files included (see ``staged_files``). ``venv``: see ``venv_mismatch``; a version
+    change always switches the virtualenv.
     """
     files_now, install = staged_files(files_found, plan, config_dir, staging_dir)
     old_plan = (record or {}).get("plan")
     touched = None
     if record:
         touched = touched_from_files(record.get("files", {}), files_now, config_dir, plan)
-    result = restart_plan(old_plan, plan, touched)
+    result = restart_plan(old_plan, plan, touched, venv_mismatch(venv, plan))
+    all_hosts = sorted(set([plan["main"]["host"]] + [w["host"] for w in plan.get("workers", [])]))
     new_index = _process_index(plan)
     old_index = _process_index(old_plan)
     backends = _backends(plan)
@@ -114,8 +135,9 @@ def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging
             proc = dict(where.get(name) or old_index[name])
             proc["backends"] = backends.get(name, []) if step["rolling"] else []
             processes.append(proc)
+        hosts = all_hosts if step["action"] == "switch_venv" else sorted(set(p["host"] for p in processes))
         steps.append({"action": step["action"], "rolling": step["rolling"], "processes": processes,
-                      "hosts": sorted(set(p["host"] for p in processes))})
+                      "hosts": hosts})
     result["steps"] = steps
     result["touched"] = touched or {"shared": [], "main": [], "workers": {}}
     result["install"] = install
@@ -160,7 +182,11 @@ def preview(result, old_plan, plan):
     lines.append("Steps, in order:")
     for n, step in enumerate(result["steps"], 1):
         action = step["action"] + (" (rolling, drained at the proxy)" if step["rolling"] else "")
-        lines.append("  %d. %-40s %s" % (n, action, ", ".join(p["name"] for p in step["processes"])))
+        if step["action"] == "switch_venv":
+            what = "the release's virtualenv on " + ", ".join(step["hosts"])
+        else:
+            what = ", ".join(p["name"] for p in step["processes"])
+        lines.append("  %d. %-40s %s" % (n, action, what))
     lines.append("Why:")
     lines.extend("  - %s" % reason for reason in result["reasons"])
     return lines

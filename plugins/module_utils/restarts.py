@@ -51,14 +51,17 @@ def _names(value):
     return list(value) if isinstance(value, list) else [value]
 
 
-def restart_plan(old, new, touched=None):
+def restart_plan(old, new, touched=None, switch_venv=None):
     """Return ``{"added", "removed", "reconfigured", "reasons", "steps", "upgrade"}``.
 
-    ``steps`` is an ordered list of ``{"action": "stop"|"start"|"restart", "units": [...],
-    "rolling": bool}``; an empty list means nothing restarts.
+    ``steps`` is an ordered list of ``{"action": "stop"|"start"|"restart"|"switch_venv",
+    "units": [...], "rolling": bool}``; an empty list means nothing restarts. ``switch_venv``
+    (no units) points the processes' virtualenv at the plan's release while nothing runs.
 
     ``touched`` says which files on the hosts changed outside the plan (see
     ``touched_from_files``): ``{"shared": [paths], "main": [paths], "workers": {name: [paths]}}``.
+    ``switch_venv``: why the virtualenv the processes run from is not the plan's release even
+    though the version is unchanged (None when it is); handled like an upgrade.
     """
     touched = touched or {}
     new_workers = _workers(new)
@@ -74,6 +77,10 @@ def restart_plan(old, new, touched=None):
                     or n in touched.get("workers", {})]
     result = {"added": added, "removed": removed, "reconfigured": reconfigured, "reasons": [], "steps": [],
               "upgrade": None}
+    if old is None and switch_venv:
+        # Stop whatever of the plan may already run before its virtualenv changes under it.
+        old, old_workers = new, new_workers
+        result["added"], result["removed"], result["reconfigured"] = sorted(new_workers), [], []
     if old is None:
         # Processes may already run (a host deployed before the plan was recorded): restart,
         # which starts what is stopped and reloads what runs.
@@ -81,14 +88,22 @@ def restart_plan(old, new, touched=None):
         result["steps"] = [s for s in [_step("restart", [MAIN]), _step("restart", sorted(new_workers))]
                            if s["units"]]
         return result
-    if old.get("synapse_version") != new.get("synapse_version"):
-        # Workers must never run schema migrations: main upgrades the database alone.
-        result["upgrade"] = {"from": old.get("synapse_version"), "to": new.get("synapse_version")}
-        result["reasons"].append("Synapse %s -> %s: stop every worker, upgrade, start main and wait until it "
-                                 "is healthy (schema migrations), then start the workers"
-                                 % (old.get("synapse_version"), new.get("synapse_version")))
-        result["steps"] = [s for s in [_step("stop", sorted(old_workers)), _step("restart", [MAIN]),
-                                       _step("start", sorted(new_workers))] if s["units"]]
+    upgrade = old.get("synapse_version") != new.get("synapse_version")
+    if upgrade or switch_venv:
+        # Workers must never run schema migrations: main upgrades the database alone. Each
+        # release has its own virtualenv, installed while the old one still runs; the processes
+        # move to it while none of them runs.
+        if upgrade:
+            result["upgrade"] = {"from": old.get("synapse_version"), "to": new.get("synapse_version")}
+            result["reasons"].append("Synapse %s -> %s: stop every worker, then main, switch to the new release's "
+                                     "virtualenv, start main and wait until it is healthy (schema migrations), "
+                                     "then start the workers" % (old.get("synapse_version"), new.get("synapse_version")))
+        else:
+            result["reasons"].append("%s: stop every worker, then main, switch to the release's virtualenv, "
+                                     "start main, then the workers" % switch_venv)
+        result["steps"] = [s for s in [_step("stop", sorted(old_workers)), _step("stop", [MAIN]),
+                                       _step("switch_venv", []), _step("start", [MAIN]),
+                                       _step("start", sorted(new_workers))] if s["units"] or s["action"] == "switch_venv"]
         return result
 
     old_shared = old.get("shared_config", {})

@@ -19,8 +19,8 @@ description:
   - Returns the ordered steps Synapse's rules require (event persisters or other stream
     writers changed restart every process, writers first; federation senders stop together
     before they start; pushers and single-instance duties restart main; a worker's own change
-    is a rolling restart, drained at the proxy; an upgrade stops every worker, restarts main
-    and then starts the workers), a readable preview table, the new record and a Mermaid
+    is a rolling restart, drained at the proxy; an upgrade stops every worker, then main,
+    switches to the new release's virtualenv, starts main and then the workers), a readable preview table, the new record and a Mermaid
     picture of the topology.
   - Pure computation; it reads and changes nothing on the host, so it always reports
     C(changed=false) and runs the same in check mode. The playbook acts on the steps.
@@ -51,6 +51,15 @@ options:
     description: Synapse's configuration directory on the hosts.
     type: str
     default: /etc/matrix-synapse
+  venv:
+    description:
+      - "The virtualenvs: C({release: path, current: {host: target}}): the plan's release
+        virtualenv, and on each host what the virtualenv path the units run from points at
+        (a path; an empty string when it is a directory of its own; null when it is absent)."
+      - A host whose processes do not run from the release virtualenv is handled like an upgrade
+        (stop every worker, then main, switch, start main, then the workers), and so is a
+        version change.
+    type: dict
   staging_dir:
     description:
       - Where the roles write Synapse's files first, laid out as O(config_dir) (default C(.staged)
@@ -76,7 +85,8 @@ EXAMPLES = r"""
 RETURN = r"""
 steps:
   description:
-    - Ordered steps. Each has C(action) (stop, start or restart), C(rolling) (one process at a
+    - Ordered steps. Each has C(action) (stop, start, restart, or switch_venv, which points the
+      virtualenv path of the units at the release's while no process runs), C(rolling) (one process at a
       time, drained at the proxy), C(hosts) and C(processes), each with C(name), C(host),
       C(unit), C(health_url) and, for rolling steps, the proxy C(backends) it serves in.
     - Empty when nothing needs to start, stop or restart.
@@ -146,11 +156,12 @@ def main():
             files=dict(type="dict", default={}),
             config_dir=dict(type="str", default="/etc/matrix-synapse"),
             staging_dir=dict(type="str"),
+            venv=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    result = changes(p["record"] or None, p["plan"], p["files"], p["config_dir"], p["staging_dir"])
+    result = changes(p["record"] or None, p["plan"], p["files"], p["config_dir"], p["staging_dir"], p["venv"])
     result.pop("changed")
     module.exit_json(changed=False, **result)
 

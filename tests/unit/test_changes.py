@@ -91,8 +91,10 @@ def test_upgrade_preview_and_record_version():
     new = planned(BASE)
     result = changes(record, new, _files(new))
     assert result["upgrade"] == {"from": "1.162.0", "to": new["synapse_version"]}
-    assert [s["action"] for s in result["steps"]] == ["stop", "restart", "start"]
+    assert [s["action"] for s in result["steps"]] == ["stop", "stop", "switch_venv", "start", "start"]
+    assert result["steps"][2]["hosts"] == ["hs1"] and result["steps"][2]["processes"] == []
     assert "Upgrade: Synapse 1.162.0 -> " + new["synapse_version"] in result["preview"]
+    assert "  3. switch_venv                              the release's virtualenv on hs1" in result["preview"]
     assert result["record"]["synapse_version"] == new["synapse_version"]
 
 
@@ -218,3 +220,26 @@ def test_staging_dir_can_be_set():
     elsewhere["/srv/stage/homeserver.yaml"] = "new"
     result = changes(record, plan, {"hs1": dict(files, **elsewhere)}, CONF, "/srv/stage/")
     assert result["install"] == {"hs1": [{"src": "/srv/stage/homeserver.yaml", "dest": CONF + "/homeserver.yaml"}]}
+
+
+VENV = "/opt/matrix-synapse/venv-" + planned(BASE)["synapse_version"]
+
+
+def test_processes_already_on_the_release_venv_switch_nothing():
+    plan, record = _converged()
+    result = changes(record, plan, _files(plan), venv={"release": VENV, "current": {"hs1": VENV}})
+    assert result["steps"] == []
+
+
+def test_a_venv_directory_of_its_own_or_another_release_is_switched_on_every_host():
+    hosts = {"hs1": {"address": "10.0.0.10"}, "hs2": {"address": "10.0.0.11"}}
+    plan = planned(dict(BASE, client_reader={"count": 1, "host": "hs2"}), hosts=hosts)
+    record = changes(None, plan, {})["record"]
+    for current in ({"hs1": VENV, "hs2": ""}, {"hs1": "/opt/matrix-synapse/venv-1.0.0", "hs2": VENV}):
+        result = changes(record, plan, {}, venv={"release": VENV, "current": current})
+        switch = [s for s in result["steps"] if s["action"] == "switch_venv"]
+        assert len(switch) == 1 and switch[0]["hosts"] == ["hs1", "hs2"], current
+        assert "not %s on" % VENV in result["reasons"][0]
+    # absent (a host never deployed gets the link from synapse_common) or a host without processes
+    result = changes(record, plan, {}, venv={"release": VENV, "current": {"hs1": None, "elsewhere": ""}})
+    assert result["steps"] == []

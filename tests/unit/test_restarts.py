@@ -29,17 +29,33 @@ def test_monolith_first_deployment_is_main_alone():
     assert restart_plan(None, planned({}))["steps"] == [{"action": "restart", "units": ["main"], "rolling": False}]
 
 
-def test_upgrade_stops_workers_then_main_alone_then_workers():
+def _switch_steps(workers):
+    return [
+        {"action": "stop", "units": workers, "rolling": False},
+        {"action": "stop", "units": ["main"], "rolling": False},
+        {"action": "switch_venv", "units": [], "rolling": False},
+        {"action": "start", "units": ["main"], "rolling": False},
+        {"action": "start", "units": workers, "rolling": False},
+    ]
+
+
+def test_upgrade_stops_workers_then_main_switches_venv_then_main_alone_then_workers():
     old = planned(BASE, synapse_version="1.162.0")
     new = planned(BASE)
     result = restart_plan(old, new)
-    workers = sorted(w["name"] for w in new["workers"])
-    assert result["steps"] == [
-        {"action": "stop", "units": workers, "rolling": False},
-        {"action": "restart", "units": ["main"], "rolling": False},
-        {"action": "start", "units": workers, "rolling": False},
-    ]
+    assert result["steps"] == _switch_steps(sorted(w["name"] for w in new["workers"]))
     assert result["upgrade"] == {"from": "1.162.0", "to": new["synapse_version"]}
+
+
+def test_a_venv_to_switch_at_the_same_version_is_handled_like_an_upgrade():
+    result = restart_plan(planned(BASE), planned(BASE), switch_venv="not the release's")
+    assert result["steps"] == _switch_steps(sorted(w["name"] for w in planned(BASE)["workers"]))
+    assert result["upgrade"] is None and result["reasons"][0].startswith("not the release's: stop every worker")
+
+
+def test_a_venv_to_switch_without_a_record_stops_what_may_run_first():
+    result = restart_plan(None, planned({"synchrotron": 1}), switch_venv="a directory of its own")
+    assert result["steps"] == _switch_steps(["synchrotron1"])
 
 
 def test_worker_moved_to_another_host_is_removed_and_added():

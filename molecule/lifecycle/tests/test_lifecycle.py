@@ -22,6 +22,7 @@ W2 = dict(W1, synchrotron=2)                             # scale down one pool
 W3 = dict(W2, client_reader={"count": 1, "config": {"event_cache_size": "12K"}})  # one pool's own config
 V3 = "/_matrix/client/v3"
 STAGED = "/etc/matrix-synapse/.staged"
+VENV = "/opt/matrix-synapse/venv"
 
 
 def _q(value):
@@ -208,8 +209,10 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     life["chat"].send(2, "before a refused change")
     before = processes(host)
     installed = _installed_files(host)
-    # A refused shared setting together with a new synchrotron: neither may take effect.
-    rc, out = _apply(playbook, dict(W3, synchrotron=3), synapse_enable_registration=True)
+    # A refused shared setting together with a new synchrotron and an upgrade: none may take
+    # effect, and no process stops for the upgrade (the new release installs beside the old).
+    rc, out = _apply(playbook, dict(W3, synchrotron=3), version=CATALOG.SYNAPSE_VERSION,
+                     synapse_enable_registration=True)
     assert rc != 0
     assert "refuses the new configuration of main" in out, out[-4000:]
     assert "open registration without any verification" in out
@@ -219,6 +222,7 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     # so a restart or a reboot loads what runs now; the refused files wait in the staging dir.
     assert _installed_files(host) == installed
     assert not host.service("matrix-synapse-worker@synchrotron3").is_enabled
+    assert host.file(VENV).linked_to == f"{VENV}-{OLD_VERSION}"
     with host.sudo():
         assert "enable_registration: true" in host.file(f"{STAGED}/homeserver.yaml").content_string
         assert host.file(f"{STAGED}/workers/synchrotron3.yaml").exists
@@ -252,6 +256,9 @@ def test_upgrade_to_the_pinned_release_keeps_everything(host, playbook, life, wa
     assert media.status == 200 and hashlib.sha256(media.body).digest() == hashlib.sha256(payload).digest()
     with host.sudo():
         assert {path: host.file(path).sha256sum for path in life["kept"]} == life["kept"]
+    # Every process runs from the new release's virtualenv; the old one stays for a rollback.
+    assert host.file(VENV).linked_to == f"{VENV}-{new}"
+    assert host.file(f"{VENV}-{OLD_VERSION}/bin/python").exists
 
 
 def test_run_after_the_upgrade_changes_nothing(host, playbook):
