@@ -72,7 +72,11 @@ def staged_files(files_found, plan, config_dir, staging_dir=None):
                 staged[config_dir + path[len(staging_dir):]] = (path, checksum)
             else:
                 in_use[path] = checksum
-        now = dict(in_use)
+        # Installed files of workers the plan does not run here are removed by cleanup: the
+        # record must not keep them (the next run would see them go).
+        now = dict((path, checksum) for path, checksum in in_use.items()
+                   if process_of_file(path, config_dir) in (None, MAIN)
+                   or process_of_file(path, config_dir) in workers_on.get(host, ()))
         todo = []
         for dest, (src, checksum) in sorted(staged.items()):
             owner = process_of_file(dest, config_dir)

@@ -31,6 +31,9 @@ MAIN_INSTANCE = MAIN_WRITER
 LIST_DUTIES = ("federation_sender_instances", "pusher_instances")
 SINGLE_DUTIES = ("update_user_directory_from_worker", "notify_appservices_from_worker",
                  "run_background_tasks_on", "media_instance_running_background_jobs")
+# Key suffix of the digest of homeserver.yaml's settings from outside the plan (see
+# touched_from_files).
+BASE_DIGEST_SUFFIX = "#outside-plan"
 # Shared keys whose change is handled by a specific rule above.
 _RULED = ("stream_writers", "instance_map") + LIST_DUTIES + SINGLE_DUTIES
 
@@ -226,18 +229,31 @@ def restart_plan(old, new, touched=None, switch_venv=None):
 def touched_from_files(before, now, config_dir, new_plan):
     """Which processes files changed for, outside what the plan itself says.
 
+    ``homeserver.yaml`` holds the plan's shared config and settings from outside the plan
+    (server name, registration, extra config, secret paths). A digest of the latter comes with
+    the files as ``homeserver.yaml`` + ``BASE_DIGEST_SUFFIX``: when it is unchanged, a change
+    of the file is the plan's, and the plan's rules decide (a pusher change restarts main and
+    the pushers, not every process).
+
     ``before`` and ``now`` map each host to ``{path: checksum}`` of the Synapse files on it
     (``before`` as recorded with the deployed plan). Files of workers the new plan does not
     run, or that are new with a new worker, say nothing: those workers stop or start anyway.
     """
     workers = dict((w["name"], w["host"]) for w in new_plan.get("workers", []))
     main_host = new_plan.get("main", {}).get("host")
+    shared_file = config_dir.rstrip("/") + "/homeserver.yaml"
     result = {"shared": [], "main": [], "workers": {}}
     for host in sorted(set(before or {}) | set(now or {})):
         old_files = (before or {}).get(host, {})
         new_files = (now or {}).get(host, {})
         for path in sorted(set(old_files) | set(new_files)):
-            if old_files.get(path) == new_files.get(path):
+            if path == shared_file + BASE_DIGEST_SUFFIX or old_files.get(path) == new_files.get(path):
+                continue
+            if path == shared_file and old_files.get(path) is not None and \
+                    old_files.get(path + BASE_DIGEST_SUFFIX) is not None and \
+                    old_files.get(path + BASE_DIGEST_SUFFIX) == new_files.get(path + BASE_DIGEST_SUFFIX):
+                # Only the plan's part of the shared file changed: the plan's own rules
+                # (writers, duties, other shared keys) say what restarts.
                 continue
             owner = process_of_file(path, config_dir)
             if owner is None:

@@ -243,3 +243,42 @@ def test_a_venv_directory_of_its_own_or_another_release_is_switched_on_every_hos
     # absent (a host never deployed gets the link from synapse_common) or a host without processes
     result = changes(record, plan, {}, venv={"release": VENV, "current": {"hs1": None, "elsewhere": ""}})
     assert result["steps"] == []
+
+
+DIGEST = CONF + "/homeserver.yaml#outside-plan"
+
+
+def test_a_pusher_change_rewrites_homeserver_yaml_but_restarts_only_main_and_pushers():
+    old = planned(dict(BASE, pusher=1))
+    record = changes(None, old, _files(old, **{DIGEST: "d1"}))["record"]
+    new = planned(dict(BASE, pusher=2))
+    result = changes(record, new, _files(new, **{CONF + "/homeserver.yaml": "h2", DIGEST: "d1"}))
+    assert result["touched"]["shared"] == []
+    assert [(s["action"], [p["name"] for p in s["processes"]]) for s in result["steps"]] == [
+        ("restart", ["main"]), ("restart", ["pusher1"]), ("start", ["pusher2"])]
+
+
+def test_a_setting_from_outside_the_plan_restarts_every_process():
+    plan = planned(BASE)
+    record = changes(None, plan, _files(plan, **{DIGEST: "d1"}))["record"]
+    for digest in ("d2", None):  # changed, or unknown (a record without a digest)
+        files = _files(plan, **{CONF + "/homeserver.yaml": "h2"})
+        if digest:
+            files["hs1"][DIGEST] = digest
+        old_record = record if digest else dict(record, files={"hs1": dict(
+            (p, c) for p, c in record["files"]["hs1"].items() if p != DIGEST)})
+        result = changes(old_record, plan, files)
+        assert result["touched"]["shared"] == ["hs1:" + CONF + "/homeserver.yaml"], digest
+        assert result["steps"][0]["processes"][0]["name"] == "main"
+
+
+def test_files_of_removed_workers_stay_out_of_the_record():
+    plan, record = _converged()
+    smaller = planned(dict(BASE, synchrotron=1))
+    # the removed worker's files are still installed when the run takes stock (cleanup is later)
+    result = changes(record, smaller, _files(plan))
+    assert result["removed"] == ["synchrotron2"]
+    assert not [p for p in result["record"]["files"]["hs1"] if "synchrotron2" in p]
+    # so the next run, after cleanup removed them, finds what it recorded
+    again = changes(result["record"], smaller, _files(smaller))
+    assert again["steps"] == [] and again["record"] == result["record"]
