@@ -209,12 +209,19 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     life["chat"].send(2, "before a refused change")
     before = processes(host)
     installed = _installed_files(host)
+    # Check mode already previews a setting from outside the plan (every process restarts) and
+    # runs Synapse's parser on it.
+    rc, out = _apply(playbook, dict(W3, synchrotron=3), "--check", synapse_enable_registration=True)
+    assert rc != 0
+    assert "files every process reads changed" in out and "  + synchrotron3" in out, out[-6000:]
+    assert "Check mode: a real run would stop here" in " ".join(out.split()), out[-4000:]
+    assert processes(host) == before and _installed_files(host) == installed
     # A refused shared setting together with a new synchrotron and an upgrade: none may take
     # effect, and no process stops for the upgrade (the new release installs beside the old).
     rc, out = _apply(playbook, dict(W3, synchrotron=3), version=CATALOG.SYNAPSE_VERSION,
                      synapse_enable_registration=True)
     assert rc != 0
-    assert "refuses the new configuration of main" in out, out[-4000:]
+    assert "refuses the new configuration: main on synapse-life" in " ".join(out.split()), out[-4000:]
     assert "open registration without any verification" in out
     assert "Nothing was installed or restarted" in out
     assert processes(host) == before
