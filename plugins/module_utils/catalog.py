@@ -34,7 +34,7 @@ PIP_CONSTRAINTS = (
 )
 
 MAIN = "main"            # name of the main process in instance_map and in our output
-MAIN_WRITER = "master"   # name of the main process inside stream_writers (Synapse's own)
+MAIN_WRITER = "master"   # name of the main process in stream_writers and duty lists (Synapse's own)
 
 GENERIC_APP = "synapse.app.generic_worker"
 

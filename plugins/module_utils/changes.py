@@ -74,9 +74,9 @@ def staged_files(files_found, plan, config_dir, staging_dir=None):
                 in_use[path] = checksum
         # Installed files of workers the plan does not run here are removed by cleanup: the
         # record must not keep them (the next run would see them go).
+        kept = (None, MAIN) + tuple(workers_on.get(host, ()))
         now = dict((path, checksum) for path, checksum in in_use.items()
-                   if process_of_file(path, config_dir) in (None, MAIN)
-                   or process_of_file(path, config_dir) in workers_on.get(host, ()))
+                   if process_of_file(path, config_dir) in kept)
         todo = []
         for dest, (src, checksum) in sorted(staged.items()):
             owner = process_of_file(dest, config_dir)
@@ -103,9 +103,8 @@ def venv_mismatch(venv, plan):
     if not venv or not venv.get("release"):
         return None
     release = venv["release"].rstrip("/")
-    hosts = set([plan["main"]["host"]] + [w["host"] for w in plan.get("workers", [])])
     wrong = sorted((h, t) for h, t in (venv.get("current") or {}).items()
-                   if h in hosts and t is not None and (t or "").rstrip("/") != release)
+                   if h in plan["hosts"] and t is not None and (t or "").rstrip("/") != release)
     if not wrong:
         return None
     return "the virtualenv the processes run from is not %s on %s" % (release, ", ".join(
@@ -126,7 +125,6 @@ def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging
     if record:
         touched = touched_from_files(record.get("files", {}), files_now, config_dir, plan)
     result = restart_plan(old_plan, plan, touched, venv_mismatch(venv, plan))
-    all_hosts = sorted(set([plan["main"]["host"]] + [w["host"] for w in plan.get("workers", [])]))
     new_index = _process_index(plan)
     old_index = _process_index(old_plan)
     backends = _backends(plan)
@@ -139,7 +137,7 @@ def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging
             proc = dict(where.get(name) or old_index[name])
             proc["backends"] = backends.get(name, []) if step["rolling"] else []
             processes.append(proc)
-        hosts = all_hosts if step["action"] == "switch_venv" else sorted(set(p["host"] for p in processes))
+        hosts = plan["hosts"] if step["action"] == "switch_venv" else sorted(set(p["host"] for p in processes))
         steps.append({"action": step["action"], "rolling": step["rolling"], "processes": processes,
                       "hosts": hosts})
     result["steps"] = steps

@@ -25,9 +25,6 @@ __metaclass__ = type
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN, MAIN_WRITER
 
-# How Synapse names main in instance lists (federation_sender_instances, pusher_instances).
-MAIN_INSTANCE = MAIN_WRITER
-
 LIST_DUTIES = ("federation_sender_instances", "pusher_instances")
 SINGLE_DUTIES = ("update_user_directory_from_worker", "notify_appservices_from_worker",
                  "run_background_tasks_on", "media_instance_running_background_jobs")
@@ -45,7 +42,7 @@ def _workers(plan):
 def _duty(shared, key):
     """Who performs a list duty: the list given, or main (Synapse's "master") when unset."""
     value = shared.get(key)
-    return [MAIN_INSTANCE] if value is None else _names(value)
+    return [MAIN_WRITER] if value is None else _names(value)
 
 
 def _names(value):
@@ -146,9 +143,9 @@ def restart_plan(old, new, touched=None, switch_venv=None):
     senders_new = _duty(new_shared, "federation_sender_instances")
     main_done = False
     if senders_old != senders_new:
-        stopping = sorted(n for n in senders_old if n not in handled and n != MAIN_INSTANCE)
-        starting = sorted(n for n in senders_new if n not in handled and n != MAIN_INSTANCE)
-        main_done = MAIN_INSTANCE in senders_old or MAIN_INSTANCE in senders_new
+        stopping = sorted(n for n in senders_old if n not in handled and n != MAIN_WRITER)
+        starting = sorted(n for n in senders_new if n not in handled and n != MAIN_WRITER)
+        main_done = MAIN_WRITER in senders_old or MAIN_WRITER in senders_new
         if stopping:
             steps.append(_step("stop", stopping))
         if main_done:
@@ -158,7 +155,7 @@ def restart_plan(old, new, touched=None, switch_venv=None):
         handled |= set(stopping) | set(starting)
         if not starting:
             how = "stop every federation sender worker, then restart main, which sends federation again"
-        elif main_done and MAIN_INSTANCE in senders_old:
+        elif main_done and MAIN_WRITER in senders_old:
             how = "restart main, which stops sending federation, then start the federation senders"
         else:
             how = "stop every federation sender together, then start the new set"
