@@ -17,10 +17,12 @@ __metaclass__ = type
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import MAIN
 from ansible_collections.matrixops.synapse.plugins.module_utils.restarts import (
-    process_of_file, restart_plan, touched_from_files,
+    SYSTEMD_DIR, process_of_file, restart_plan, touched_from_files,
 )
 
 RECORD_FORMAT = 1
+# The staging directory's subdirectory for systemd units and drop-ins (laid out as SYSTEMD_DIR).
+STAGED_UNITS = "/systemd"
 
 
 def _process_index(plan):
@@ -50,7 +52,8 @@ def staged_files(files_found, plan, config_dir, staging_dir=None):
     are installed, and the staged files to install.
 
     ``files_found``: ``{host: {path: checksum}}`` of every Synapse file on the host, those under
-    ``staging_dir`` (default ``config_dir/.staged``, laid out as ``config_dir``) included.
+    ``staging_dir`` (default ``config_dir/.staged``, laid out as ``config_dir``, with systemd's
+    units and drop-ins in its ``systemd`` directory, laid out as ``/etc/systemd/system``) included.
     A staged file counts at the path it is installed to. Staged files of workers the plan does
     not run on that host are left out: they are never installed (cleanup removes them).
 
@@ -68,7 +71,9 @@ def staged_files(files_found, plan, config_dir, staging_dir=None):
     for host, found in (files_found or {}).items():
         in_use, staged = {}, {}
         for path, checksum in found.items():
-            if path.startswith(staging_dir + "/"):
+            if path.startswith(staging_dir + STAGED_UNITS + "/"):
+                staged[SYSTEMD_DIR + path[len(staging_dir + STAGED_UNITS):]] = (path, checksum)
+            elif path.startswith(staging_dir + "/"):
                 staged[config_dir + path[len(staging_dir):]] = (path, checksum)
             else:
                 in_use[path] = checksum
@@ -144,8 +149,12 @@ def changes(record, plan, files_found, config_dir="/etc/matrix-synapse", staging
     result["touched"] = touched or {"shared": [], "main": [], "workers": {}}
     result["install"] = install
     result["changed"] = bool(steps)
-    result["record"] = {"format": RECORD_FORMAT, "synapse_version": plan["synapse_version"], "plan": plan,
-                        "files": files_now}
+    # What PostgreSQL runs with now is not part of the deployed plan: the run after a raise of
+    # max_connections must find the record as it left it.
+    database = dict((k, v) for k, v in plan.get("database", {}).items()
+                    if k not in ("max_connections_running", "restarts_postgresql"))
+    result["record"] = {"format": RECORD_FORMAT, "synapse_version": plan["synapse_version"],
+                        "plan": dict(plan, database=database), "files": files_now}
     result["preview"] = preview(result, old_plan, plan)
     result["mermaid"] = mermaid(plan)
     return result
@@ -172,6 +181,12 @@ def preview(result, old_plan, plan):
         lines.append("No deployed plan is recorded on the main host: this run deploys the plan.")
     if result.get("upgrade"):
         lines.append("Upgrade: Synapse %(from)s -> %(to)s" % result["upgrade"])
+    database = plan.get("database") or {}
+    if database.get("restarts_postgresql"):
+        lines.append("PostgreSQL restarts once Synapse accepted the configuration: max_connections %s -> %s "
+                     "(%s needed); every Synapse process reconnects"
+                     % (database["max_connections_running"], database["max_connections"],
+                        database["connections_needed"]))
     for name in result["added"]:
         lines.append("  + %s" % _describe(workers[name]))
     for name in result["removed"]:

@@ -32,7 +32,7 @@ DEFAULTS = {
     "main": {"client_port": 8008, "replication_port": 9093, "metrics_port": 9000, "client_bind": None},
     "redis": {"port": 6379},
     "database": {"port": 5432, "name": "synapse", "user": "synapse", "cp_min": 5, "cp_max": 10,
-                 "reserve": 20, "max_connections": None},
+                 "reserve": 20, "max_connections": None, "running_max_connections": None},
     "proxy": {"client_port": 8080, "federation_port": 8448},
 }
 
@@ -690,15 +690,32 @@ class _Planner(object):
                            % (declared, processes, "cp_max %d" % pools[0] if len(set(pools)) == 1 else
                               "pools of %d to %d connections" % (min(pools), max(pools)), sum(pools),
                               database["reserve"], needed, needed))
+        running = database.get("running_max_connections")
+        if running is not None and (not _is_int(running) or running < 1):
+            self.error("database.running_max_connections",
+                       "must be the positive integer PostgreSQL reports (SHOW max_connections), got %r" % (running,))
+            running = None
+        if declared is not None:
+            target = declared
+        elif running is not None and running >= needed:
+            # Never lowered on its own: a smaller plan keeps what runs, and so does not restart
+            # PostgreSQL (a restart drops every Synapse connection).
+            target = running
+        else:
+            # Raised with half again as much headroom, rounded up to fifty (PostgreSQL's own
+            # default of 100 is the floor): the next few workers then fit without a restart.
+            target = max(100, -(-(needed * 3) // 100) * 50)
         return {
             "processes": processes,
             "cp_min": database["cp_min"],
             "cp_max": database["cp_max"],
             "pools": sum(pools),
             "connections_needed": needed,
-            # Rounded up to the next hundred (PostgreSQL's own default is the floor): adding a
-            # worker or two then does not change it, and so does not restart PostgreSQL.
-            "max_connections": declared if declared is not None else max(100, -(-needed // 100) * 100),
+            "max_connections": target,
+            # What the server runs with now (None: not read, or no server yet), and whether
+            # applying the plan restarts PostgreSQL for max_connections.
+            "max_connections_running": running,
+            "restarts_postgresql": running is not None and target != running,
         }
 
     def tune(self, enabled, layout, instances, main_host, main_limits, shared, database, extra):

@@ -263,6 +263,10 @@ def touched_from_files(before, now, config_dir, new_plan):
     return result
 
 
+# Where the units and drop-ins of the Synapse processes are installed.
+SYSTEMD_DIR = "/etc/systemd/system"
+
+
 def process_of_file(path, config_dir):
     """The one process a Synapse file belongs to (``main`` or a worker's name), or None for
     files every process on the host reads (shared config, secrets, signing key, the worker
@@ -271,7 +275,7 @@ def process_of_file(path, config_dir):
     for prefix, suffix in ((config_dir + "/workers/", ".yaml"), (config_dir + "/log/", ".yaml")):
         if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix):]:
             return path[len(prefix):-len(suffix)]
-    unit_dir = "/etc/systemd/system/"
+    unit_dir = SYSTEMD_DIR + "/"
     if path == unit_dir + "matrix-synapse.service" or path.startswith(unit_dir + "matrix-synapse.service.d/"):
         return MAIN
     prefix = unit_dir + "matrix-synapse-worker@"

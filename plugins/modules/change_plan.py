@@ -129,12 +129,17 @@ touched:
   returned: success
   type: dict
 preview:
-  description: The readable table of the run's changes, one line per list element.
+  description:
+    - The readable table of the run's changes, one line per list element.
+    - Includes a line when the plan raises PostgreSQL's C(max_connections), which restarts it.
   returned: success
   type: list
   elements: str
 record:
-  description: What to store on the main host once the steps succeeded (format, Synapse version, plan, files).
+  description:
+    - What to store on the main host once the steps succeeded (format, Synapse version, plan, files).
+    - The plan is stored without what PostgreSQL ran with (C(database.max_connections_running),
+      C(database.restarts_postgresql)).
   returned: success
   type: dict
 mermaid:

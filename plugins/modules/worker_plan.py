@@ -143,7 +143,11 @@ options:
       - PostgreSQL connection facts (C(host), C(address), C(port), C(name), C(user)) and pool
         sizing (C(cp_min), C(cp_max), C(reserve)).
       - Set C(max_connections) when the database is not managed by this collection, to have
-        a plan that would exhaust it refused.
+        a plan that would exhaust it refused. It is then used as it is.
+      - Otherwise give C(running_max_connections), what the server runs with now (C(SHOW
+        max_connections)), when it runs. The plan keeps it while it covers what the processes
+        need, so a smaller plan or a few more workers never restart PostgreSQL, and raises it
+        to half again as much as needed (rounded up to fifty, at least 100) when it does not.
     type: dict
     default: {}
   proxy:
@@ -259,7 +263,11 @@ routes:
   returned: success
   type: dict
 database:
-  description: Number of processes, pool sizes and the PostgreSQL max_connections they need.
+  description:
+    - Number of processes, pool sizes, the connections they need (C(connections_needed)) and the
+      PostgreSQL C(max_connections) to set.
+    - C(max_connections_running) is the given C(running_max_connections) (or null), and
+      C(restarts_postgresql) says whether applying the plan changes it, which restarts PostgreSQL.
   returned: success
   type: dict
 hosts:

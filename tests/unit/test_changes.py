@@ -150,9 +150,15 @@ def test_preview_says_which_layout_and_why():
 STAGED = CONF + "/.staged"
 
 
+UNITS = "/etc/systemd/system"
+
+
 def _staged(files):
-    """The same files as ``_files`` gives, as the roles stage them (config files only)."""
-    return dict((STAGED + path[len(CONF):], checksum) for path, checksum in files.items() if path.startswith(CONF + "/"))
+    """The same files as ``_files`` gives, as the roles stage them (systemd's under systemd/)."""
+    staged = dict((STAGED + path[len(CONF):], checksum) for path, checksum in files.items() if path.startswith(CONF + "/"))
+    staged.update((STAGED + "/systemd" + path[len(UNITS):], checksum) for path, checksum in files.items()
+                  if path.startswith(UNITS + "/"))
+    return staged
 
 
 def test_staged_copies_of_the_installed_files_install_nothing_and_restart_nothing():
@@ -282,3 +288,41 @@ def test_files_of_removed_workers_stay_out_of_the_record():
     # so the next run, after cleanup removed them, finds what it recorded
     again = changes(result["record"], smaller, _files(smaller))
     assert again["steps"] == [] and again["record"] == result["record"]
+
+
+def test_a_raise_of_max_connections_is_previewed_and_kept_out_of_the_record():
+    """The preview says PostgreSQL restarts and why; the record holds the plan, not what the
+    server ran with, so the run after the raise finds the record unchanged."""
+    plan, record = _converged(database={"cp_max": 10, "running_max_connections": 100})
+    assert "PostgreSQL" not in "\n".join(changes(record, plan, _files(plan))["preview"])
+    bigger_workers = dict(BASE, synchrotron=9)  # 13 processes * 10 + 20 = 150 > 100
+    bigger = planned(bigger_workers, database={"cp_max": 10, "running_max_connections": 100})
+    result = changes(record, bigger, _files(bigger))
+    assert ("PostgreSQL restarts once Synapse accepted the configuration: max_connections 100 -> 250 "
+            "(150 needed); every Synapse process reconnects") in result["preview"]
+    after = planned(bigger_workers, database={"cp_max": 10, "running_max_connections": 250})
+    again = changes(result["record"], after, _files(after))
+    assert again["record"] == result["record"] and again["steps"] == []
+    assert "PostgreSQL" not in "\n".join(again["preview"])
+
+
+def test_units_and_drop_ins_are_staged_too_and_installed_to_systemds_directory():
+    """A new worker's drop-in and a changed unit template wait in the staging directory's
+    systemd/ like the configuration; a stale worker's drop-in is never installed."""
+    plan, record = _converged()
+    bigger = planned(dict(BASE, synchrotron=3))
+    files = _files(plan)["hs1"]
+    staged = _staged(_files(bigger, **{
+        UNITS + "/matrix-synapse-worker@.service": "u-worker-new",
+        UNITS + "/matrix-synapse-worker@synchrotron3.service.d/50-limits.conf": "limits"})["hs1"])
+    staged[STAGED + "/systemd/matrix-synapse-worker@federation_sender1.service.d/50-limits.conf"] = "stale"
+    result = changes(record, bigger, {"hs1": dict(files, **staged)})
+    assert sorted((i["src"], i["dest"]) for i in result["install"]["hs1"]) == [
+        (STAGED + "/log/synchrotron3.yaml", CONF + "/log/synchrotron3.yaml"),
+        (STAGED + "/systemd/matrix-synapse-worker@.service", UNITS + "/matrix-synapse-worker@.service"),
+        (STAGED + "/systemd/matrix-synapse-worker@synchrotron3.service.d/50-limits.conf",
+         UNITS + "/matrix-synapse-worker@synchrotron3.service.d/50-limits.conf"),
+        (STAGED + "/workers/synchrotron3.yaml", CONF + "/workers/synchrotron3.yaml")]
+    # The unit template every worker runs from changed: every worker restarts with it.
+    assert "hs1:" + UNITS + "/matrix-synapse-worker@.service" in result["touched"]["shared"]
+    assert not [p for p in result["record"]["files"]["hs1"] if "federation_sender1" in p or p.startswith(STAGED)]

@@ -161,12 +161,46 @@ def test_database_sizing():
     processes = 1 + sum(SKELETON.values())
     assert result["database"]["processes"] == processes
     assert result["database"]["connections_needed"] == processes * 10 + 20
-    assert result["database"]["max_connections"] == 200  # 130 needed, rounded up to a hundred
+    # Nothing runs yet: 130 needed, half again as much headroom (195), rounded up to fifty.
+    assert result["database"]["max_connections"] == 200
+    assert result["database"]["restarts_postgresql"] is False
     big = planned({"synchrotron": 30}, database={"cp_max": 10})
-    assert big["database"]["max_connections"] == 400  # 31 * 10 + 20 = 330
-    assert planned({"synchrotron": 1})["database"]["max_connections"] == 100
-    # One more worker does not move it (no PostgreSQL restart when scaling a little).
-    assert planned(dict(SKELETON, synchrotron=3))["database"]["max_connections"] == 200
+    assert big["database"]["max_connections"] == 500  # 31 * 10 + 20 = 330, * 1.5 = 495
+    assert planned({"synchrotron": 1})["database"]["max_connections"] == 100  # PostgreSQL's default is the floor
+
+
+def test_max_connections_keeps_what_runs_while_it_is_enough():
+    """PostgreSQL restarts for max_connections only when the plan needs more than it runs with:
+    a scale-down never lowers it, a scale-up within the headroom leaves it, and a raise leaves
+    headroom for the next few workers."""
+    def db(workers, running, **database):
+        return planned(workers, database=dict(database, cp_max=10, running_max_connections=running))["database"]
+
+    small = db({"synchrotron": 1}, None)
+    assert (small["max_connections"], small["max_connections_running"], small["restarts_postgresql"]) == (100, None, False)
+    # 1 + 7 processes * 10 + 20 = 100: still fits what runs.
+    up = db({"synchrotron": 7}, 100)
+    assert (up["connections_needed"], up["max_connections"], up["restarts_postgresql"]) == (100, 100, False)
+    # One more does not: raised to 110 * 1.5 = 165, rounded up to 200; PostgreSQL restarts.
+    more = db({"synchrotron": 8}, 100)
+    assert (more["max_connections"], more["max_connections_running"], more["restarts_postgresql"]) == (200, 100, True)
+    # Scaling down again keeps the raised value: no restart.
+    down = db({"synchrotron": 1}, 200)
+    assert (down["max_connections"], down["restarts_postgresql"]) == (200, False)
+    # An operator's own higher value is kept too.
+    assert db({"synchrotron": 1}, 1000)["max_connections"] == 1000
+    # A declared value wins, in both directions.
+    declared = db({"synchrotron": 1}, 1000, max_connections=300)
+    assert (declared["max_connections"], declared["restarts_postgresql"]) == (300, True)
+    assert db({"synchrotron": 1}, 300, max_connections=300)["restarts_postgresql"] is False
+
+
+@pytest.mark.parametrize("running", [0, -5, "100", 1.5, True])
+def test_running_max_connections_must_be_what_postgresql_reports(running):
+    from ansible_collections.matrixops.synapse.plugins.module_utils.planner import PlanError
+    with pytest.raises(PlanError) as err:
+        planned({"synchrotron": 1}, database={"running_max_connections": running})
+    assert "database.running_max_connections" in str(err.value)
 
 
 def test_c14_declared_limit_too_small_is_refused():

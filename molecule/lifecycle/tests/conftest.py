@@ -84,3 +84,10 @@ def processes(host) -> dict[str, dict[str, int]]:
 def restarted(before: dict, after: dict) -> set[str]:
     """Processes running before and after whose PID changed."""
     return {n for n in before if n in after and before[n]["pid"] != after[n]["pid"]}
+
+
+def postgres_server(host) -> str:
+    """PostgreSQL's postmaster: its PID and start time, from postmaster.pid. A restart changes it."""
+    with host.sudo():
+        lines = host.file("/var/lib/postgresql/15/main/postmaster.pid").content_string.splitlines()
+    return f"pid {lines[0]} started {lines[2]}"

@@ -13,7 +13,7 @@ import secrets
 import urllib.parse
 
 import pytest
-from conftest import CATALOG, changed_count, processes, register, registration_secret, restarted
+from conftest import CATALOG, changed_count, postgres_server, processes, register, registration_secret, restarted
 
 OLD_VERSION = "1.162.0"
 W0 = {"synchrotron": 1, "client_reader": 1, "event_persister": 1, "media_repository": 1}
@@ -105,16 +105,19 @@ def life(host, client_api):
             "/etc/matrix-synapse/signing.key", *(f"/etc/matrix-synapse/secrets/{n}" for n in (
                 "macaroon_secret_key", "form_secret", "registration_shared_secret", "worker_replication_secret",
                 "redis_password", "database_password")))}
-    return {"chat": chat, "media": (upload.json()["content_uri"], payload), "kept": kept}
+    return {"chat": chat, "media": (upload.json()["content_uri"], payload), "kept": kept,
+            "postgres": postgres_server(host)}
 
 
 def _installed_files(host):
-    """Checksums of the installed Synapse configuration (what a restart or a reboot loads) and of
-    the proxy's, and the units enabled to start at boot."""
+    """Checksums of the installed Synapse configuration, units and drop-ins (what a restart or a
+    reboot loads), of the proxy's and PostgreSQL's settings, and the units enabled at boot."""
     with host.sudo():
         listing = host.check_output(
-            "find /etc/matrix-synapse /etc/haproxy -path '/etc/matrix-synapse/.staged' -prune"
+            "find /etc/matrix-synapse /etc/haproxy /etc/postgresql/15/main/conf.d"
+            " -path '/etc/matrix-synapse/.staged' -prune"
             " -o -type f ! -name deployed.json ! -name topology.mmd -print0 | sort -z | xargs -0 sha256sum;"
+            " find /etc/systemd/system -path '*/matrix-synapse*' -type f -print0 | sort -z | xargs -0 sha256sum;"
             " find /etc/systemd/system -name 'matrix-synapse*' -type l | sort")
     return listing
 
@@ -124,13 +127,16 @@ def _apply(playbook, wish, *args, version=OLD_VERSION, **extra):
     return rc, out
 
 
-def _step(host, playbook, life, wish, wait, **kwargs):
-    """Send messages, apply ``wish``, and return the processes before and after."""
+def _step(host, playbook, life, wish, wait, postgres_restarts=False, **kwargs):
+    """Send messages, apply ``wish``, and return the processes before and after. PostgreSQL
+    restarts only when the step says so."""
     life["chat"].send(3, "before step")
     before = processes(host)
     rc, out = _apply(playbook, wish, **kwargs)
     assert rc == 0, out[-6000:]
     after = processes(host)
+    assert (postgres_server(host) != life["postgres"]) is postgres_restarts, out[-6000:]
+    life["postgres"] = postgres_server(host)
     life["chat"].check_nothing_lost(wait)
     return before, after, out
 
@@ -211,20 +217,23 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     installed = _installed_files(host)
     # Check mode already previews a setting from outside the plan (every process restarts) and
     # runs Synapse's parser on it.
-    rc, out = _apply(playbook, dict(W3, synchrotron=3), "--check", synapse_enable_registration=True)
+    # Bigger pools need more PostgreSQL connections than it allows: the preview says it restarts.
+    bigger = {"synapse_enable_registration": True, "synapse_database_cp_max": 30}
+    rc, out = _apply(playbook, dict(W3, synchrotron=3), "--check", **bigger)
     assert rc != 0
     assert "files every process reads changed" in out and "  + synchrotron3" in out, out[-6000:]
+    assert "PostgreSQL restarts once Synapse accepted the configuration: max_connections 100 -> " in out
     assert "Check mode: a real run would stop here" in " ".join(out.split()), out[-4000:]
     assert processes(host) == before and _installed_files(host) == installed
-    # A refused shared setting together with a new synchrotron and an upgrade: none may take
-    # effect, and no process stops for the upgrade (the new release installs beside the old).
-    rc, out = _apply(playbook, dict(W3, synchrotron=3), version=CATALOG.SYNAPSE_VERSION,
-                     synapse_enable_registration=True)
+    # A refused shared setting together with a new synchrotron, bigger pools and an upgrade: none
+    # may take effect, no process stops for the upgrade (the new release installs beside the
+    # old), and PostgreSQL does not restart (its new settings wait outside conf.d).
+    rc, out = _apply(playbook, dict(W3, synchrotron=3), version=CATALOG.SYNAPSE_VERSION, **bigger)
     assert rc != 0
     assert "refuses the new configuration: main on synapse-life" in " ".join(out.split()), out[-4000:]
     assert "open registration without any verification" in out
     assert "Nothing was installed or restarted" in out
-    assert processes(host) == before
+    assert processes(host) == before and postgres_server(host) == life["postgres"]
     # Not one installed file changed (haproxy.cfg included: no route to a process not running),
     # so a restart or a reboot loads what runs now; the refused files wait in the staging dir.
     assert _installed_files(host) == installed
@@ -237,18 +246,26 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     # Put right, the files are back to what runs: nothing restarts, the refused leftovers go.
     rc, out = _apply(playbook, W3)
     assert rc == 0, out[-6000:]
-    assert processes(host) == before
-    assert "No Synapse process starts, stops or restarts." in out
+    assert processes(host) == before and postgres_server(host) == life["postgres"]
+    assert "No Synapse process starts, stops or restarts." in out and "PostgreSQL restarts" not in out
     assert _installed_files(host) == installed
     with host.sudo():
         assert not host.file(f"{STAGED}/workers/synchrotron3.yaml").exists
 
 
+# Bigger pools with the upgrade: more connections than PostgreSQL allows (7 processes x 20 + 20).
+POOLS = {"synapse_database_cp_max": 20}
+
+
 def test_upgrade_to_the_pinned_release_keeps_everything(host, playbook, life, wait, client_api, federation_api):
     new = CATALOG.SYNAPSE_VERSION
     assert new != OLD_VERSION
-    before, after, out = _step(host, playbook, life, W3, wait, version=new)
+    before, after, out = _step(host, playbook, life, W3, wait, version=new, postgres_restarts=True, **POOLS)
     assert restarted(before, after) == set(before) and set(after) == set(before)
+    # Raised once, after Synapse's parser accepted the configuration, with headroom.
+    assert "max_connections 100 -> 250 (160 needed)" in out
+    with host.sudo():
+        assert host.check_output("runuser -u postgres -- psql -tAc 'SHOW max_connections'") == "250"
     workers = [n for n in after if n != "main"]
     # Workers stopped before main, main started (schema migrations) before any worker.
     assert all(after[n]["inactive"] < after["main"]["inactive"] for n in workers)
@@ -270,7 +287,7 @@ def test_upgrade_to_the_pinned_release_keeps_everything(host, playbook, life, wa
 
 def test_run_after_the_upgrade_changes_nothing(host, playbook):
     before = processes(host)
-    rc, out = _apply(playbook, W3, version=CATALOG.SYNAPSE_VERSION)
+    rc, out = _apply(playbook, W3, version=CATALOG.SYNAPSE_VERSION, **POOLS)
     assert rc == 0, out[-6000:]
     assert changed_count(out) == 0
-    assert processes(host) == before
+    assert processes(host) == before and postgres_server(host) == life["postgres"]
