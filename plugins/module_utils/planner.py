@@ -534,21 +534,26 @@ class _Planner(object):
             return
         merged = sorted(set(i["group"] for i in instances if i["group"] not in WORKER_TYPES))
         slots = dict((key, n) for n, key in enumerate(list(WORKER_TYPES) + merged))
-        index = {}
+        index, total = {}, {}
+        for inst in instances:
+            total[(inst["host"], inst["group"])] = total.get((inst["host"], inst["group"]), 0) + 1
         for inst in instances:
             host, group = inst["host"], inst["group"]
             needs = ["http"] + (["replication"] if inst["type"].streams else []) + \
                 (["metrics"] if self.metrics else [])
             k = index.get((host, group), 0)
             index[(host, group)] = k + 1
-            if (k + 1) * len(needs) > block:
-                self.error("workers.%s.count" % group, "%d instances on host %s need more than the %d ports "
-                           "each entry gets; raise worker_port_block" % (k + 1, host, block))
+            if total[(host, group)] * len(needs) > block:
+                count = total[(host, group)]
+                self.error("workers.%s.count" % group,
+                           "%d instances of workers.%s on host %s need %d ports, more than the %d each entry "
+                           "has; lower the count, place some of them on other hosts, or set worker_port_block: "
+                           "%d or more" % (count, group, host, count * len(needs), block, count * len(needs)))
                 return
             first = base + slots[group] * block + k * len(needs)
             if first + len(needs) - 1 > 65535:
-                self.error("worker_port_base", "ports of workers.%s on host %s would pass 65535; lower "
-                           "worker_port_base or worker_port_block" % (group, host))
+                self.error("worker_port_base", "ports of workers.%s on host %s would pass 65535; set a lower "
+                           "worker_port_base: (now %d) or worker_port_block: (now %d)" % (group, host, base, block))
                 return
             inst["ports"] = {}
             for offset, kind in enumerate(needs):

@@ -141,3 +141,12 @@ def test_renaming_touches_field_names_in_messages_not_plain_words():
     assert renamed[0] == ("synapse_workers.x", "set synapse_allow_experimental: true to use it; metrics and workers stay")
     assert renamed[1] == ("hosts", "also used by synapse_workers.y[0]")
     assert error.renamed({}).errors == error.errors
+
+
+def test_too_many_instances_for_the_port_block_names_the_count_asked_and_the_variable_to_set():
+    with pytest.raises(PlanError) as info:
+        planned({"synchrotron": 150})
+    renamed = dict(info.value.renamed(dict(NAMES, worker_port_block="synapse_worker_port_block")).errors)
+    assert renamed["synapse_workers.synchrotron.count"] == (
+        "150 instances of synapse_workers.synchrotron on host hs1 need 150 ports, more than the 100 each entry "
+        "has; lower the count, place some of them on other hosts, or set synapse_worker_port_block: 150 or more")
