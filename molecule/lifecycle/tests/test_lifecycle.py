@@ -285,7 +285,7 @@ def test_upgrade_to_the_pinned_release_keeps_everything(host, playbook, life, wa
     assert host.file(f"{VENV}-{OLD_VERSION}/bin/python").exists
 
 
-def test_run_after_the_upgrade_changes_nothing(host, playbook):
+def test_run_after_the_upgrade_changes_nothing(host, playbook, life):
     before = processes(host)
     rc, out = _apply(playbook, W3, version=CATALOG.SYNAPSE_VERSION, **POOLS)
     assert rc == 0, out[-6000:]
