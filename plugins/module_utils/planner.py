@@ -108,6 +108,14 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _got(value):
+    """The value an error quotes; a number given as a string (``-e name=40``) gets the fix."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return ("the string %r: give numbers as YAML or JSON (-e '{\"name\": %s}' or -e @vars.yml), "
+                "-e name=value passes strings" % (value, value.strip()))
+    return "%r" % (value,)
+
+
 class _Planner(object):
 
     def __init__(self, wish):
@@ -133,14 +141,14 @@ class _Planner(object):
 
     def port(self, field, value):
         if not _is_int(value) or not 1 <= value <= 65535:
-            self.error(field, "must be an integer port between 1 and 65535, got %r" % (value,))
+            self.error(field, "must be an integer port between 1 and 65535, got %s" % _got(value))
             return None
         return value
 
     def address(self, field, value):
         if not isinstance(value, str) or value.strip() in _WILDCARD_ADDRESSES:
             self.error(field, "must be an address other processes can connect to "
-                              "(not a wildcard such as 0.0.0.0 or ::), got %r" % (value,))
+                              "(not a wildcard such as 0.0.0.0 or ::), got %r" % (value),)
             return None
         return value
 
@@ -175,7 +183,7 @@ class _Planner(object):
         names = spec.get("names")
         count = spec.get("count", len(names) if isinstance(names, list) else 1)
         if not _is_int(count) or count < 0:
-            self.error(field + ".count", "must be an integer of 0 or more, got %r" % (count,))
+            self.error(field + ".count", "must be an integer of 0 or more, got %s" % _got(count))
             return None
         if names is not None:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -187,7 +195,7 @@ class _Planner(object):
                 return None
         prefix = spec.get("name", key)
         if not isinstance(prefix, str) or not _NAME_RE.match(prefix):
-            self.error(field + ".name", "must be a lower-case name prefix (letters, digits, _), got %r" % (prefix,))
+            self.error(field + ".name", "must be a lower-case name prefix (letters, digits, _), got %r" % (prefix),)
             return None
         if kind.max_count is not None and count > kind.max_count:
             self.error(field + ".count", "%s allows at most %d instance(s) (%s); got %d — lower the count"
@@ -250,18 +258,18 @@ class _Planner(object):
                 self.error("%s.%s" % (field, key), "unknown limit; allowed: %s" % ", ".join(sorted(_LIMIT_KEYS)))
             elif key == "cpu_weight":
                 if not _is_int(value) or not 1 <= value <= 10000:
-                    self.error("%s.%s" % (field, key), "must be an integer from 1 to 10000, got %r" % (value,))
+                    self.error("%s.%s" % (field, key), "must be an integer from 1 to 10000, got %s" % _got(value))
                 else:
                     result[_LIMIT_KEYS[key]] = str(value)
             elif key == "cpu_quota":
                 if not isinstance(value, str) or not _CPU_QUOTA_RE.match(value):
-                    self.error("%s.%s" % (field, key), "must be a percentage such as '150%%', got %r" % (value,))
+                    self.error("%s.%s" % (field, key), "must be a percentage such as '150%%', got %r" % (value),)
                 else:
                     result[_LIMIT_KEYS[key]] = value
             else:
                 if not isinstance(value, str) or not _MEMORY_RE.match(value):
                     self.error("%s.%s" % (field, key), "must be a size such as 512M or 2G (or 'infinity'), "
-                               "got %r" % (value,))
+                               "got %r" % (value),)
                 else:
                     result[_LIMIT_KEYS[key]] = value
         if "MemoryHigh" in result and "MemoryMax" in result:
@@ -311,7 +319,7 @@ class _Planner(object):
         try:
             version = version_tuple(version_raw)
         except ValueError:
-            self.error("synapse_version", "must look like 1.163.2, got %r" % (version_raw,))
+            self.error("synapse_version", "must look like 1.163.2, got %r" % (version_raw),)
             version = version_tuple(SYNAPSE_VERSION)
 
         main = self.section("main")
@@ -331,19 +339,23 @@ class _Planner(object):
         client_bind = main.get("client_bind") or main_address
         self.metrics = wish.get("metrics", False)
         if not isinstance(self.metrics, bool):
-            self.error("metrics", "must be true or false, got %r" % (self.metrics,))
+            self.error("metrics", "must be true or false, got %s" % _got(self.metrics))
             self.metrics = False
         metrics_port = self.port("main.metrics_port", main["metrics_port"]) if self.metrics else None
         base = wish.get("worker_port_base", DEFAULTS["worker_port_base"])
         if not _is_int(base) or not 1024 <= base <= 65000:
-            self.error("worker_port_base", "must be an integer between 1024 and 65000, got %r" % (base,))
+            self.error("worker_port_base", "must be an integer between 1024 and 65000, got %s" % _got(base))
             base = DEFAULTS["worker_port_base"]
 
         for key in ("cp_min", "cp_max", "reserve"):
             if not _is_int(database[key]) or database[key] < (1 if key != "reserve" else 0):
-                self.error("database.%s" % key, "must be a positive integer, got %r" % (database[key],))
+                self.error("database.%s" % key, "must be a positive integer, got %s" % _got(database[key]))
                 database[key] = DEFAULTS["database"][key]
-        if database["cp_min"] > database["cp_max"]:
+        raw_database = wish.get("database") if isinstance(wish.get("database"), dict) else {}
+        if database["cp_min"] > database["cp_max"] and raw_database.get("cp_min") is None:
+            # Only cp_max was given, below the default minimum: the pool opens at most cp_max.
+            database["cp_min"] = database["cp_max"]
+        elif database["cp_min"] > database["cp_max"]:
             self.error("database.cp_min", "must not exceed database.cp_max (%d > %d)"
                        % (database["cp_min"], database["cp_max"]))
 
@@ -361,7 +373,7 @@ class _Planner(object):
             self.error(field, message)
         tuning = wish.get("tuning", True)
         if not isinstance(tuning, bool):
-            self.error("tuning", "must be true or false, got %r" % (tuning,))
+            self.error("tuning", "must be true or false, got %s" % _got(tuning))
             tuning = True
         main_limits = self.limits("main.limits", main.get("limits"))
 
@@ -530,7 +542,7 @@ class _Planner(object):
         # moves the ports, and so the configs and routes, of another.
         block = self.wish.get("worker_port_block", DEFAULTS["worker_port_block"])
         if not _is_int(block) or not 1 <= block <= 10000:
-            self.error("worker_port_block", "must be an integer from 1 to 10000, got %r" % (block,))
+            self.error("worker_port_block", "must be an integer from 1 to 10000, got %s" % _got(block))
             return
         merged = sorted(set(i["group"] for i in instances if i["group"] not in WORKER_TYPES))
         slots = dict((key, n) for n, key in enumerate(list(WORKER_TYPES) + merged))
@@ -686,7 +698,7 @@ class _Planner(object):
         declared = database.get("max_connections")
         if declared is not None:
             if not _is_int(declared) or declared < 1:
-                self.error("database.max_connections", "must be a positive integer, got %r" % (declared,))
+                self.error("database.max_connections", "must be a positive integer, got %s" % _got(declared))
             elif declared < needed:
                 self.error("database.max_connections",
                            "PostgreSQL allows %d connections but %d Synapse processes with %s need "
@@ -698,7 +710,7 @@ class _Planner(object):
         running = database.get("running_max_connections")
         if running is not None and (not _is_int(running) or running < 1):
             self.error("database.running_max_connections",
-                       "must be the positive integer PostgreSQL reports (SHOW max_connections), got %r" % (running,))
+                       "must be the positive integer PostgreSQL reports (SHOW max_connections), got %r" % (running),)
             running = None
         if declared is not None:
             target = declared

@@ -302,3 +302,12 @@ def test_c15_router_on_its_own_host():
     result = planned({"synchrotron": 1}, hosts={"hs1": {"address": "10.0.0.10"}},
                      proxy={"host": "edge", "address": "10.0.0.30", "client_port": 8081})
     assert result["routes"]["internal_url"] == "http://10.0.0.30:8081"
+
+
+def test_a_small_cp_max_alone_lowers_the_default_cp_min_with_it():
+    result = planned({"synchrotron": 1}, database={"cp_max": 3})
+    args = result["shared_config"]["database"]["args"]
+    assert (args["cp_min"], args["cp_max"]) == (3, 3)
+    for worker in result["workers"]:
+        own = worker["config"].get("database", {}).get("args", {})
+        assert own.get("cp_min", 3) <= own.get("cp_max", 3)

@@ -150,3 +150,18 @@ def test_too_many_instances_for_the_port_block_names_the_count_asked_and_the_var
     assert renamed["synapse_workers.synchrotron.count"] == (
         "150 instances of synapse_workers.synchrotron on host hs1 need 150 ports, more than the 100 each entry "
         "has; lower the count, place some of them on other hosts, or set synapse_worker_port_block: 150 or more")
+
+
+def test_a_number_given_as_a_string_is_refused_with_the_way_to_give_it():
+    with pytest.raises(PlanError) as info:
+        planned({"synchrotron": "2"}, database={"cp_max": "40"}, worker_port_base="18100")
+    errors = dict(info.value.renamed(dict(NAMES, worker_port_base="synapse_worker_port_base")).errors)
+    assert errors["synapse_database_cp_max"] == (
+        "must be a positive integer, got the string '40': give numbers as YAML or JSON "
+        "(-e '{\"name\": 40}' or -e @vars.yml), -e name=value passes strings")
+    assert "got the string '2': give numbers" in errors["synapse_workers.synchrotron.count"]
+    assert "got the string '18100': give numbers" in errors["synapse_worker_port_base"]
+    # Anything else is quoted as it is.
+    with pytest.raises(PlanError) as info:
+        planned({"synchrotron": "two"})
+    assert "got 'two'" in info.value.format()

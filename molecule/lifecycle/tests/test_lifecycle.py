@@ -161,6 +161,12 @@ def test_check_mode_on_a_converged_host_changes_nothing(host, playbook):
 
 
 def test_scale_up_with_a_new_event_persister_restarts_everything_in_order(host, playbook, life, wait):
+    # The preview first: the new workers' files are staged in check mode too, and Synapse's
+    # parser accepts them (main and the workers share this host: the staging must not be lost
+    # when the shared role is included a second time).
+    rc, out = _apply(playbook, W1, "--check")
+    assert rc == 0, out[-6000:]
+    assert "  + synchrotron3" in out and "  + event_persister2" in out and "writers of events changed" in out
     before, after, out = _step(host, playbook, life, W1, wait)
     # The events stream's writers changed: every process restarts (C17).
     assert restarted(before, after) == set(before)
@@ -224,6 +230,9 @@ def test_a_config_synapse_refuses_restarts_nothing(host, playbook, life, wait, c
     assert "files every process reads changed" in out and "  + synchrotron3" in out, out[-6000:]
     assert "PostgreSQL restarts once Synapse accepted the configuration: max_connections 100 -> " in out
     assert "Check mode: a real run would stop here" in " ".join(out.split()), out[-4000:]
+    # Refused for the setting, by every process that loads it, the new one included (its file
+    # was staged in check mode).
+    assert "synchrotron3 on synapse-life" in " ".join(out.split()) and "FileNotFoundError" not in out
     assert processes(host) == before and _installed_files(host) == installed
     # A refused shared setting together with a new synchrotron, bigger pools and an upgrade: none
     # may take effect, no process stops for the upgrade (the new release installs beside the
