@@ -148,7 +148,7 @@ class _Planner(object):
     def address(self, field, value):
         if not isinstance(value, str) or value.strip() in _WILDCARD_ADDRESSES:
             self.error(field, "must be an address other processes can connect to "
-                              "(not a wildcard such as 0.0.0.0 or ::), got %r" % (value),)
+                              "(not a wildcard such as 0.0.0.0 or ::), got %r" % (value,))
             return None
         return value
 
@@ -195,7 +195,7 @@ class _Planner(object):
                 return None
         prefix = spec.get("name", key)
         if not isinstance(prefix, str) or not _NAME_RE.match(prefix):
-            self.error(field + ".name", "must be a lower-case name prefix (letters, digits, _), got %r" % (prefix),)
+            self.error(field + ".name", "must be a lower-case name prefix (letters, digits, _), got %r" % (prefix,))
             return None
         if kind.max_count is not None and count > kind.max_count:
             self.error(field + ".count", "%s allows at most %d instance(s) (%s); got %d — lower the count"
@@ -263,13 +263,13 @@ class _Planner(object):
                     result[_LIMIT_KEYS[key]] = str(value)
             elif key == "cpu_quota":
                 if not isinstance(value, str) or not _CPU_QUOTA_RE.match(value):
-                    self.error("%s.%s" % (field, key), "must be a percentage such as '150%%', got %r" % (value),)
+                    self.error("%s.%s" % (field, key), "must be a percentage such as '150%%', got %r" % (value,))
                 else:
                     result[_LIMIT_KEYS[key]] = value
             else:
                 if not isinstance(value, str) or not _MEMORY_RE.match(value):
                     self.error("%s.%s" % (field, key), "must be a size such as 512M or 2G (or 'infinity'), "
-                               "got %r" % (value),)
+                               "got %r" % (value,))
                 else:
                     result[_LIMIT_KEYS[key]] = value
         if "MemoryHigh" in result and "MemoryMax" in result:
@@ -319,7 +319,7 @@ class _Planner(object):
         try:
             version = version_tuple(version_raw)
         except ValueError:
-            self.error("synapse_version", "must look like 1.163.2, got %r" % (version_raw),)
+            self.error("synapse_version", "must look like 1.163.2, got %r" % (version_raw,))
             version = version_tuple(SYNAPSE_VERSION)
 
         main = self.section("main")
@@ -339,7 +339,7 @@ class _Planner(object):
         client_bind = main.get("client_bind") or main_address
         self.metrics = wish.get("metrics", False)
         if not isinstance(self.metrics, bool):
-            self.error("metrics", "must be true or false, got %s" % _got(self.metrics))
+            self.error("metrics", "must be true or false, got %r" % (self.metrics,))
             self.metrics = False
         metrics_port = self.port("main.metrics_port", main["metrics_port"]) if self.metrics else None
         base = wish.get("worker_port_base", DEFAULTS["worker_port_base"])
@@ -373,7 +373,7 @@ class _Planner(object):
             self.error(field, message)
         tuning = wish.get("tuning", True)
         if not isinstance(tuning, bool):
-            self.error("tuning", "must be true or false, got %s" % _got(tuning))
+            self.error("tuning", "must be true or false, got %r" % (tuning,))
             tuning = True
         main_limits = self.limits("main.limits", main.get("limits"))
 
@@ -710,7 +710,7 @@ class _Planner(object):
         running = database.get("running_max_connections")
         if running is not None and (not _is_int(running) or running < 1):
             self.error("database.running_max_connections",
-                       "must be the positive integer PostgreSQL reports (SHOW max_connections), got %r" % (running),)
+                       "must be the positive integer PostgreSQL reports (SHOW max_connections), got %r" % (running,))
             running = None
         if declared is not None:
             target = declared
