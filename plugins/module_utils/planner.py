@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+from collections import Counter
 import re
 
 from ansible_collections.matrixops.synapse.plugins.module_utils.catalog import (
@@ -546,9 +547,7 @@ class _Planner(object):
             return
         merged = sorted(set(i["group"] for i in instances if i["group"] not in WORKER_TYPES))
         slots = dict((key, n) for n, key in enumerate(list(WORKER_TYPES) + merged))
-        index, total = {}, {}
-        for inst in instances:
-            total[(inst["host"], inst["group"])] = total.get((inst["host"], inst["group"]), 0) + 1
+        index, total = {}, Counter((inst["host"], inst["group"]) for inst in instances)
         for inst in instances:
             host, group = inst["host"], inst["group"]
             needs = ["http"] + (["replication"] if inst["type"].streams else []) + \
